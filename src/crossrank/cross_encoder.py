@@ -1,0 +1,128 @@
+"""``CrossEncoder``: the Python front of crossrank, one object over the model, engine and ranking layers."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from crossrank.engine.scorer import ScoreStats, ScoringEngine
+from crossrank.engine.torch_backend import TorchBackend
+from crossrank.errors import BackendUnavailableError, InvalidInputError
+from crossrank.model.default import default_model_dir
+from crossrank.model.loading import load_model
+from crossrank.model.tokenization import PairTokenizer
+from crossrank.ranking.inputs import normalize_documents, validate_query, validate_top_k
+from crossrank.ranking.results import RerankResult, rank_scores
+
+# Padded tokens per batch. On CPU, ~2k-row matrices stay cache-resident and sorted small batches pad
+# little (benchmarks/throughput.py: 2048 beats 8192 by ~20%); a GPU wants far bigger batches.
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "cuda": 65536, "mps": 16384}
+
+_ACTIVATIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "identity": lambda x: x,
+    "sigmoid": lambda x: (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32),
+    "tanh": np.tanh,
+    "softmax": lambda x: np.ones_like(x),  # softmax over a single logit
+}
+
+
+class CrossEncoder:
+    """Score and rerank (query, document) pairs with a Hugging Face sequence-classification model.
+
+    ``CrossEncoder()`` loads the shipped default; ``CrossEncoder("folder")`` or ``CrossEncoder("org/id")``
+    loads any 1- or 2-label cross-encoder. Scores are raw logits (float32); results carry
+    ``probability = sigmoid(score)`` computed in float64.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        device: str = "cpu",
+        backend: str = "torch",
+        max_length: int | None = None,
+        *,
+        batch_tokens: int | None = None,
+        max_batch_size: int = 512,
+        query_max_tokens: int = 64,
+        dtype: str = "float32",
+        trust_remote_code: bool = False,
+        revision: str | None = None,
+    ):
+        if backend != "torch":
+            raise BackendUnavailableError(f"backend {backend!r} is not available; this version supports 'torch'")
+        loaded = load_model(model if model is not None else default_model_dir(), max_length=max_length,
+                            trust_remote_code=trust_remote_code, revision=revision)
+        self.model_dir = loaded.model_dir
+        self.max_length = loaded.max_length
+        self.num_labels = loaded.num_labels
+        self.activation = loaded.settings.activation
+        self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
+        self.backend = TorchBackend(loaded, device=device, dtype=dtype)
+        self.device = str(self.backend.device)
+        if batch_tokens is None:
+            batch_tokens = DEFAULT_BATCH_TOKENS.get(self.backend.device.type, 8192)
+        if batch_tokens < 1:
+            raise InvalidInputError(f"batch_tokens must be positive, got {batch_tokens}")
+        self.engine = ScoringEngine(self.tokenizer, self.backend, batch_tokens, max_batch_size)
+        self.last_stats: ScoreStats | None = None
+
+    def __repr__(self) -> str:
+        return f"CrossEncoder({str(self.model_dir)!r}, device={self.device!r}, max_length={self.max_length})"
+
+    def score(self, pairs: Sequence[tuple[str, str]], *, apply_activation: bool = False,
+              progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Raw scores (float32 logits) of (query, document) pairs, in input order.
+
+        ``apply_activation=True`` applies the activation the model folder declares (as
+        sentence-transformers' ``predict`` does); it is the identity for most rerankers.
+        """
+        queries, documents = [], []
+        for position, pair in enumerate(pairs):
+            if isinstance(pair, (str, bytes)) or len(pair) != 2:
+                raise InvalidInputError(f"pair {position} is not a (query, document) pair")
+            queries.append(pair[0])
+            documents.append(pair[1])
+        for position, query in enumerate(queries):
+            if not isinstance(query, str) or not isinstance(documents[position], str):
+                raise InvalidInputError(f"pair {position} must hold two strings")
+        scores, self.last_stats = self.engine.score(queries, documents, progress)
+        return _ACTIVATIONS[self.activation](scores) if apply_activation else scores
+
+    def rerank(self, query: str, documents: Sequence[str | dict[str, Any]], top_k: int | None = None,
+               *, return_documents: bool = True) -> list[RerankResult]:
+        """Rank documents for one query, best first (ties keep input order), cut to ``top_k``."""
+        return self.rerank_many([query], [documents], top_k, return_documents=return_documents)[0]
+
+    def rerank_many(self, queries: Sequence[str], documents_per_query: Sequence[Sequence[str | dict[str, Any]]],
+                    top_k: int | Sequence[int | None] | None = None, *, return_documents: bool = True,
+                    progress: Callable[[int], None] | None = None) -> list[list[RerankResult]]:
+        """Rerank several queries in one pass: pairs of all queries are batched together by length."""
+        if len(queries) != len(documents_per_query):
+            raise InvalidInputError(f"{len(queries)} queries but {len(documents_per_query)} document lists")
+        top_ks = list(top_k) if isinstance(top_k, Sequence) else [top_k] * len(queries)
+        if len(top_ks) != len(queries):
+            raise InvalidInputError(f"{len(queries)} queries but {len(top_ks)} top_k values")
+        validated = []
+        for position, (query, documents) in enumerate(zip(queries, documents_per_query)):
+            try:
+                validated.append((validate_query(query), normalize_documents(documents),
+                                  validate_top_k(top_ks[position])))
+            except InvalidInputError as exc:
+                raise InvalidInputError(f"query {position}: {exc}" if len(queries) > 1 else str(exc)) from None
+        flat_queries = [query for query, docs, _ in validated for _ in docs.texts]
+        flat_docs = [text for _, docs, _ in validated for text in docs.texts]
+        scores, self.last_stats = self.engine.score(flat_queries, flat_docs, progress)
+        results, start = [], 0
+        for _, docs, k in validated:
+            end = start + len(docs.texts)
+            texts = docs.texts if return_documents else None
+            results.append(rank_scores(scores[start:end], texts, docs.ids, k))
+            start = end
+        return results
+
+    # sentence-transformers spelling, for drop-in use.
+    def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> np.ndarray:
+        """Alias of ``score(pairs, apply_activation=True)``, matching sentence-transformers' ``predict``."""
+        return self.score(pairs, apply_activation=True, **kwargs)

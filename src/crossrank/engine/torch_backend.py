@@ -1,0 +1,66 @@
+"""Run a cross-encoder forward pass with PyTorch on CPU or GPU and read scores off the logits."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from crossrank.errors import BackendUnavailableError
+from crossrank.model.loading import LoadedModel
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """'auto' picks CUDA, then MPS, then CPU; an unavailable device is an error, not a silent fallback."""
+    name = (device or "cpu").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        resolved = torch.device(name)
+    except RuntimeError as exc:
+        raise BackendUnavailableError(f"unknown device {device!r}: use cpu, cuda, cuda:N, mps or auto") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device {device!r} requested but CUDA is not available on this machine")
+    if resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise BackendUnavailableError(f"device {device!r} requested but MPS is not available on this machine")
+    return resolved
+
+
+class TorchBackend:
+    """Holds the model on its device; scores one padded batch at a time."""
+
+    name = "torch"
+
+    def __init__(self, loaded: LoadedModel, device: str | None = "cpu", dtype: str = "float32"):
+        if dtype not in _DTYPES:
+            raise BackendUnavailableError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}")
+        self.device = resolve_device(device)
+        self.dtype = _DTYPES[dtype]
+        self.model = loaded.model.to(device=self.device, dtype=self.dtype).eval()
+        self.num_labels = loaded.num_labels
+
+    @torch.inference_mode()
+    def score_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                    token_type_ids: np.ndarray | None) -> torch.Tensor:
+        """Scores of one batch as a float32 tensor on the device (not synchronised, for GPU overlap)."""
+        inputs = {
+            "input_ids": self._to_device(input_ids),
+            "attention_mask": self._to_device(attention_mask),
+        }
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = self._to_device(token_type_ids)
+        logits = self.model(**inputs).logits.float()
+        if self.num_labels == 1:
+            return logits[:, 0]
+        return logits[:, 1] - logits[:, 0]
+
+    def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(array)
+        if self.device.type == "cuda":
+            return tensor.pin_memory().to(self.device, non_blocking=True)
+        return tensor.to(self.device)

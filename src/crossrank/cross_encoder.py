@@ -34,6 +34,10 @@ class CrossEncoder:
     ``CrossEncoder()`` loads the shipped default; ``CrossEncoder("folder")`` or ``CrossEncoder("org/id")``
     loads any 1- or 2-label cross-encoder. Scores are raw logits (float32); results carry
     ``probability = sigmoid(score)`` computed in float64.
+
+    ``batch_tokens`` bounds padded tokens per batch; ``query_max_tokens`` caps the query so truncation
+    only ever cuts the document; ``cls_only_last_layer`` computes the final layer for [CLS] alone on
+    BERT-style models (exact to float32 rounding; set False to run the stock forward pass).
     """
 
     def __init__(
@@ -49,6 +53,7 @@ class CrossEncoder:
         dtype: str = "float32",
         trust_remote_code: bool = False,
         revision: str | None = None,
+        cls_only_last_layer: bool = True,
     ):
         if backend != "torch":
             raise BackendUnavailableError(f"backend {backend!r} is not available; this version supports 'torch'")
@@ -59,7 +64,7 @@ class CrossEncoder:
         self.num_labels = loaded.num_labels
         self.activation = loaded.settings.activation
         self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
-        self.backend = TorchBackend(loaded, device=device, dtype=dtype)
+        self.backend = TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
         self.device = str(self.backend.device)
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self.backend.device.type, 8192)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from crossrank.engine.cls_only import ClsOnlyForward
 from crossrank.errors import BackendUnavailableError
 from crossrank.model.loading import LoadedModel
 
@@ -36,13 +37,16 @@ class TorchBackend:
 
     name = "torch"
 
-    def __init__(self, loaded: LoadedModel, device: str | None = "cpu", dtype: str = "float32"):
+    def __init__(self, loaded: LoadedModel, device: str | None = "cpu", dtype: str = "float32",
+                 cls_only_last_layer: bool = True):
         if dtype not in _DTYPES:
             raise BackendUnavailableError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}")
         self.device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
         self.model = loaded.model.to(device=self.device, dtype=self.dtype).eval()
         self.num_labels = loaded.num_labels
+        self._forward = (ClsOnlyForward(self.model) if cls_only_last_layer and ClsOnlyForward.supports(self.model)
+                         else lambda inputs: self.model(**inputs).logits)
 
     @torch.inference_mode()
     def score_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray,
@@ -54,7 +58,7 @@ class TorchBackend:
         }
         if token_type_ids is not None:
             inputs["token_type_ids"] = self._to_device(token_type_ids)
-        logits = self.model(**inputs).logits.float()
+        logits = self._forward(inputs).float()
         if self.num_labels == 1:
             return logits[:, 0]
         return logits[:, 1] - logits[:, 0]

@@ -79,6 +79,88 @@ def rerank(
     _run(work)
 
 
+@app.command("eval")
+def eval_(
+    qrels: Path = typer.Option(..., "--qrels", help="Judgments: BEIR TSV (with header) or TREC qrels."),
+    run: Path = typer.Option(..., "--run", help="Ranking: TREC six columns or TSV (query-id corpus-id rank score)."),
+    metrics: list[str] = typer.Option(["ndcg@10", "mrr@10", "recall@100", "map"], "--metrics", "-M",
+                                      help="Metric names (repeat or space-separate): ndcg@k mrr@k recall@k map p@k."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object {metric: value}."),
+    per_query: bool = typer.Option(False, "--per-query", help="Also give each query's values."),
+    relevance_level: Optional[int] = typer.Option(None, "--relevance-level", min=1,
+                                                  help="Lowest grade counted relevant by binary metrics (default: 2 for 0-3 scales, else 1)."),
+) -> None:
+    """Score a run against judgments with trec_eval-compatible metrics."""
+    from crossrank.cli.evaluation import print_eval
+
+    _run(lambda: print_eval(qrels, run, _split_names(metrics), as_json, per_query, relevance_level))
+
+
+@app.command("rerank-run")
+def rerank_run(
+    corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl."),
+    queries: Path = typer.Option(..., "--queries", help="BEIR queries.jsonl."),
+    run: Path = typer.Option(..., "--run", help="First-stage run (TREC or TSV)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Reranked run, TREC format."),
+    depth: int = typer.Option(100, "--depth", "-k", min=1, help="Candidates reranked per query."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
+    reranker: str = typer.Option("cross-encoder", "--reranker", help="cross-encoder, or bi-encoder (cosine baseline)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr."),
+) -> None:
+    """Rerank the top K of a first-stage run and write the new run (documents below K keep their order)."""
+    from crossrank.cli.evaluation import load_scorer, rerank_run_command
+
+    def work() -> None:
+        scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length)
+        show = sys.stderr.isatty() if progress is None else progress
+        count = rerank_run_command(scorer, corpus, queries, run, depth, output, show)
+        typer.echo(f"crossrank rerank-run: reranked {count} queries -> {output}", err=True)
+
+    _run(work)
+
+
+@app.command()
+def experiment(
+    data: Path = typer.Option(..., "--data", help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv."),
+    run: Path = typer.Option(..., "--run", help="First-stage run to rerank (TREC or TSV)."),
+    split: str = typer.Option("test", "--split", help="Qrels split."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Reranker folder or hub id; default: shipped model."),
+    reranker: str = typer.Option("cross-encoder", "--reranker", help="cross-encoder, or bi-encoder (cosine baseline; --model picks the bi-encoder)."),
+    ks: list[str] = typer.Option(["10", "20", "50", "100"], "--ks", "-K", help="Depths to rerank (repeat or comma-separate)."),
+    metrics: list[str] = typer.Option(["ndcg@10", "mrr@10"], "--metrics", "-M", help="Quality metrics."),
+    relevance_level: Optional[int] = typer.Option(None, "--relevance-level", min=1, help="Binary relevance grade."),
+    latency_queries: int = typer.Option(50, "--latency-queries", min=0, help="Queries timed one by one per K."),
+    output_dir: Path = typer.Option(Path("experiment"), "--output-dir", "-o", help="Report, plots and runs go here."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr."),
+) -> None:
+    """Two-stage evaluation: quality, first-stage recall, latency and significance for several K."""
+    from crossrank.cli.evaluation import experiment_command, load_scorer
+
+    def work() -> None:
+        names = _split_names(ks)
+        if not names or not all(k.isdigit() and int(k) > 0 for k in names):
+            raise InvalidInputError(f"--ks needs positive integer depths, got {' '.join(ks)!r}")
+        depths = [int(k) for k in names]
+        scorer, name = load_scorer(reranker, model, device, batch_tokens, max_length)
+        show = sys.stderr.isatty() if progress is None else progress
+        path = experiment_command(scorer, name, data, split, run, depths, _split_names(metrics), relevance_level,
+                                  latency_queries, output_dir, device, show)
+        typer.echo(f"crossrank experiment: report in {path}", err=True)
+
+    _run(work)
+
+
+def _split_names(values: list[str]) -> list[str]:
+    """Accept --metrics a b, --metrics a --metrics b and --metrics a,b alike."""
+    return [part for value in values for part in value.replace(",", " ").split()]
+
+
 def _run(work) -> None:
     """Run a verb, turning crossrank's errors into a one-line message and a documented exit code."""
     try:
@@ -101,8 +183,34 @@ def _fail(code: int, message: str) -> None:
     raise typer.Exit(code)
 
 
+# Options that take several space-separated values (`--metrics ndcg@10 mrr@10`), which click cannot express.
+_MULTI_VALUE = {"--metrics", "-M", "--ks", "-K"}
+
+
+def _join_multi_values(argv: list[str]) -> list[str]:
+    """Rewrite `--metrics a b c` into `--metrics a,b,c`; values never start with '-'."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        out.append(argv[i])
+        if argv[i] in _MULTI_VALUE:
+            values = []
+            while i + 1 < len(argv) and not argv[i + 1].startswith("-") and (not values or _looks_like_value(argv[i + 1])):
+                values.append(argv[i + 1])
+                i += 1
+            if values:
+                out.append(",".join(values))
+        i += 1
+    return out
+
+
+def _looks_like_value(arg: str) -> bool:
+    """A further metric name or depth, not a sub-command's positional argument."""
+    return "@" in arg or arg.isdigit() or arg.lower() in {"map", "ndcg", "r-prec", "rprec"}
+
+
 def main() -> None:
-    app()
+    app(args=_join_multi_values(sys.argv[1:]), prog_name="crossrank")
 
 
 if __name__ == "__main__":

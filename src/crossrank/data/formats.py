@@ -1,0 +1,201 @@
+"""Readers and writers for the files IR people exchange: BEIR JSONL/TSV, TREC qrels and runs.
+
+Every reader names the file, the line and the problem when a file is malformed, and reports duplicate
+(query, document) rows instead of merging them silently: the first row is kept and the duplicates are
+listed on the returned object (and logged).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from crossrank.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+Qrels = dict[str, dict[str, int]]  # query id -> document id -> relevance grade
+Run = dict[str, dict[str, float]]  # query id -> document id -> score (higher is better)
+
+
+class FormatError(InvalidInputError):
+    """A file does not follow its format; the message names file, line and problem."""
+
+
+@dataclass
+class Document:
+    id: str
+    title: str
+    text: str
+
+    @property
+    def full_text(self) -> str:
+        """Title and text as one passage, the way BEIR rerankers read them."""
+        return f"{self.title} {self.text}".strip() if self.title else self.text
+
+
+@dataclass
+class Duplicate:
+    query_id: str
+    doc_id: str
+    line: int  # the ignored row
+    first_line: int  # the row that was kept
+
+
+@dataclass
+class QrelsFile:
+    qrels: Qrels
+    duplicates: list[Duplicate] = field(default_factory=list)
+
+
+@dataclass
+class RunFile:
+    run: Run
+    duplicates: list[Duplicate] = field(default_factory=list)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(2, "No such file", str(path))
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                yield number, raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise FormatError(f"{path}:{number}: not valid UTF-8") from None
+
+
+def _json_objects(path: Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"{path}:{number}: invalid JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise FormatError(f"{path}:{number}: expected a JSON object")
+        for key in required:
+            if not isinstance(obj.get(key), (str, int)) or isinstance(obj.get(key), bool):
+                raise FormatError(f"{path}:{number}: missing or non-string field {key!r}")
+        yield number, obj
+
+
+def read_corpus(path: Path, ids: set[str] | None = None) -> dict[str, Document]:
+    """BEIR corpus.jsonl: {"_id", "title"?, "text"} per line; with ``ids``, keep only those documents."""
+    corpus: dict[str, Document] = {}
+    for number, obj in _json_objects(path, ("_id",)):
+        doc_id = str(obj["_id"])
+        if ids is not None and doc_id not in ids:
+            continue
+        text, title = obj.get("text", ""), obj.get("title") or ""
+        if not isinstance(text, str) or not isinstance(title, str):
+            raise FormatError(f"{path}:{number}: 'text' and 'title' must be strings")
+        if doc_id in corpus:
+            raise FormatError(f"{path}:{number}: duplicate document id {doc_id!r}")
+        corpus[doc_id] = Document(doc_id, title, text)
+    return corpus
+
+
+def read_queries(path: Path) -> dict[str, str]:
+    """BEIR queries.jsonl: {"_id", "text"} per line."""
+    queries: dict[str, str] = {}
+    for number, obj in _json_objects(path, ("_id", "text")):
+        qid = str(obj["_id"])
+        if qid in queries:
+            raise FormatError(f"{path}:{number}: duplicate query id {qid!r}")
+        queries[qid] = str(obj["text"])
+    return queries
+
+
+def read_qrels(path: Path) -> QrelsFile:
+    """BEIR TSV (header ``query-id corpus-id score``) or TREC (``qid 0 docid grade``), detected per file."""
+    qrels: Qrels = {}
+    seen: dict[tuple[str, str], int] = {}
+    duplicates: list[Duplicate] = []
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        if number == 1 and fields and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue  # BEIR header
+        if len(fields) == 3:
+            qid, doc_id, grade = fields
+        elif len(fields) == 4:
+            qid, _iteration, doc_id, grade = fields
+        else:
+            raise FormatError(f"{path}:{number}: expected 3 (BEIR) or 4 (TREC) columns, got {len(fields)}")
+        try:
+            value = int(float(grade))
+        except ValueError:
+            raise FormatError(f"{path}:{number}: relevance {grade!r} is not a number") from None
+        key = (qid.strip(), doc_id.strip())
+        if key in seen:
+            duplicates.append(Duplicate(key[0], key[1], number, seen[key]))
+            continue
+        seen[key] = number
+        qrels.setdefault(key[0], {})[key[1]] = value
+    _report(path, duplicates)
+    return QrelsFile(qrels, duplicates)
+
+
+def read_run(path: Path) -> RunFile:
+    """TREC six columns (``qid Q0 docid rank score tag``) or TSV with header (``query-id corpus-id rank score``)."""
+    run: Run = {}
+    seen: dict[tuple[str, str], int] = {}
+    duplicates: list[Duplicate] = []
+    for number, line in _lines(path):
+        if not line.strip():
+            continue
+        fields = line.split("\t") if "\t" in line else line.split()
+        if number == 1 and fields and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
+            continue
+        if len(fields) == 6:
+            qid, _q0, doc_id, _rank, score, _tag = fields
+        elif len(fields) == 4:
+            qid, doc_id, _rank, score = fields
+        else:
+            raise FormatError(f"{path}:{number}: expected 6 (TREC) or 4 (TSV) columns, got {len(fields)}")
+        try:
+            value = float(score)
+        except ValueError:
+            raise FormatError(f"{path}:{number}: score {score!r} is not a number") from None
+        if math.isnan(value):
+            raise FormatError(f"{path}:{number}: score is NaN")
+        key = (qid.strip(), doc_id.strip())
+        if key in seen:
+            duplicates.append(Duplicate(key[0], key[1], number, seen[key]))
+            continue
+        seen[key] = number
+        run.setdefault(key[0], {})[key[1]] = value
+    _report(path, duplicates)
+    return RunFile(run, duplicates)
+
+
+def ranked(scores: dict[str, float]) -> list[str]:
+    """Document ids best first, ties broken as trec_eval does (document id, descending)."""
+    return [doc for doc, _ in sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
+
+
+def write_trec_run(run: Run, path: Path, tag: str = "crossrank") -> None:
+    """TREC six columns, rank from 1 in trec_eval order; written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for qid in run:
+            for rank, doc_id in enumerate(ranked(run[qid]), start=1):
+                handle.write(f"{qid} Q0 {doc_id} {rank} {float(run[qid][doc_id])!r} {tag}\n")
+    tmp.replace(path)
+
+
+def _report(path: Path, duplicates: list[Duplicate]) -> None:
+    if duplicates:
+        first = duplicates[0]
+        logger.warning("%s: %d duplicate (query, document) rows ignored, e.g. line %d repeats (%s, %s) of line %d",
+                       path, len(duplicates), first.line, first.query_id, first.doc_id, first.first_line)

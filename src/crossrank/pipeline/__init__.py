@@ -1,0 +1,1 @@
+"""Pipeline layer: first-stage candidates in, reranked rankings out."""

@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from crossrank.errors import BackendUnavailableError, InvalidInputError, ModelLoadError
+from crossrank.errors import BackendUnavailableError, CrossrankError, InvalidInputError, ModelLoadError
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INVALID_INPUT, EXIT_MODEL, EXIT_IO = 0, 1, 2, 3, 4, 5
 
@@ -156,6 +156,100 @@ def experiment(
     _run(work)
 
 
+index_app = typer.Typer(help="Build and update an on-disk collection index (documents, BM25, dense vectors).",
+                        no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(index_app, name="index")
+
+
+@index_app.command("build")
+def index_build(
+    path: Path = typer.Argument(..., help="Index folder to create."),
+    corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl ({_id, title, text} per line)."),
+    dense: bool = typer.Option(False, "--dense", help="Also embed documents for dense and hybrid retrieval."),
+    dense_model: Optional[str] = typer.Option(None, "--dense-model", help="Bi-encoder folder or hub id (default all-MiniLM-L6-v2, offline)."),
+    hnsw: bool = typer.Option(False, "--hnsw", help="Also build an approximate (HNSW) vector index."),
+    k1: float = typer.Option(0.9, "--k1", help="BM25 k1 (Anserini default 0.9)."),
+    b: float = typer.Option(0.4, "--b", help="BM25 b (Anserini default 0.4)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index's documents."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
+) -> None:
+    """Build an index from a corpus."""
+    from crossrank.cli.search import build_index
+
+    show = sys.stderr.isatty() if progress is None else progress
+    _run(lambda: typer.echo(build_index(path, corpus, dense, dense_model, hnsw, k1, b, overwrite, show), err=True))
+
+
+@index_app.command("add")
+def index_add(
+    path: Path = typer.Argument(..., help="Existing index folder."),
+    corpus: Path = typer.Option(..., "--corpus", help="Documents to add; an existing id is replaced."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
+) -> None:
+    """Add or replace documents (atomically: an interrupted update leaves the old index intact)."""
+    from crossrank.cli.search import update_index
+
+    show = sys.stderr.isatty() if progress is None else progress
+    _run(lambda: typer.echo(update_index(path, corpus, [], show), err=True))
+
+
+@index_app.command("delete")
+def index_delete(
+    path: Path = typer.Argument(..., help="Existing index folder."),
+    ids: list[str] = typer.Option([], "--id", help="Document id to delete (repeatable)."),
+    ids_file: Optional[Path] = typer.Option(None, "--ids-file", help="File with one document id per line."),
+) -> None:
+    """Delete documents by id."""
+    from crossrank.cli.search import update_index
+
+    def work() -> None:
+        wanted = list(ids)
+        if ids_file is not None:
+            wanted += [line.strip() for line in ids_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        if not wanted:
+            raise InvalidInputError("give --id or --ids-file")
+        typer.echo(update_index(path, None, wanted, False), err=True)
+
+    _run(work)
+
+
+@index_app.command("info")
+def index_info(path: Path = typer.Argument(..., help="Index folder.")) -> None:
+    """Print an index's size and settings as JSON."""
+    import json
+
+    from crossrank.cli.search import index_info as info
+
+    _run(lambda: typer.echo(json.dumps(info(path))))
+
+
+@app.command()
+def search(
+    path: Path = typer.Argument(..., help="Index folder."),
+    query: Optional[str] = typer.Option(None, "--query", "-q", help="One query; prints the hits."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="BEIR queries.jsonl; batch mode."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="TREC run written in batch mode."),
+    retriever: str = typer.Option("bm25", "--retriever", help="bm25, dense or hybrid."),
+    k: int = typer.Option(100, "--k", min=1, help="Candidates from the first stage."),
+    rerank: Optional[str] = typer.Option(None, "--rerank", help="Cross-encoder folder or hub id ('default': shipped model)."),
+    top_n: int = typer.Option(10, "--top-n", min=1, help="Results returned per query."),
+    budget_ms: Optional[float] = typer.Option(None, "--budget-ms", min=0, help="Latency budget: rerank only what fits."),
+    fusion: str = typer.Option("rrf", "--fusion", help="Hybrid fusion: rrf (k=60) or score (min-max, weighted)."),
+    weight: float = typer.Option(0.5, "--weight", min=0, max=1, help="Dense weight for --fusion score."),
+    approximate: bool = typer.Option(False, "--approximate", help="Use the HNSW index for dense search."),
+    chunking: bool = typer.Option(True, "--chunking/--no-chunking", help="Score long documents window by window."),
+    overlap: int = typer.Option(64, "--overlap", min=0, help="Tokens shared by consecutive windows."),
+    aggregation: str = typer.Option("max", "--aggregation", help="Window scores -> document: max, mean, first, topk-mean."),
+    device: str = typer.Option("cpu", "--device", help="Reranker device."),
+    as_json: bool = typer.Option(False, "--json", help="Print the single query's hits as JSON."),
+) -> None:
+    """One- or two-stage search over an index."""
+    from crossrank.cli.search import run_search
+
+    _run(lambda: run_search(path, query, queries, output, retriever, k, rerank, top_n, budget_ms, fusion, weight,
+                            approximate, chunking, overlap, aggregation, device, as_json))
+
+
 def _split_names(values: list[str]) -> list[str]:
     """Accept --metrics a b, --metrics a --metrics b and --metrics a,b alike."""
     return [part for value in values for part in value.replace(",", " ").split()]
@@ -171,6 +265,8 @@ def _run(work) -> None:
         _fail(EXIT_MODEL, str(exc))
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _fail(EXIT_IO, f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+    except CrossrankError as exc:  # e.g. a damaged or foreign index folder
+        _fail(EXIT_IO, str(exc))
     except BrokenPipeError:
         sys.stderr.close()
         raise typer.Exit(EXIT_OK)

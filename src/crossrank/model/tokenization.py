@@ -59,6 +59,11 @@ class PairTokenizer:
         self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
         self._char_cap = max(self.max_length * _CHARS_PER_TOKEN_CAP, 4096)
 
+    @property
+    def backend(self):
+        """The Rust tokenizer (no padding, no truncation): for offsets, e.g. when splitting long documents."""
+        return self._backend
+
     def __call__(self, queries: Sequence[str], documents: Sequence[str]) -> TokenizedPairs:
         if len(queries) != len(documents):
             raise InvalidInputError(f"{len(queries)} queries but {len(documents)} documents")

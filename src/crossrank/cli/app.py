@@ -250,6 +250,42 @@ def search(
                             approximate, chunking, overlap, aggregation, device, as_json))
 
 
+@app.command()
+def serve(
+    model: Optional[str] = typer.Option(None, "--model", "-m", envvar="CROSSRANK_MODEL", help="Model folder or hub id; default: shipped model."),
+    host: str = typer.Option("127.0.0.1", "--host", envvar="CROSSRANK_HOST", help="Interface to bind (loopback by default)."),
+    port: int = typer.Option(8080, "--port", envvar="CROSSRANK_PORT", min=0, max=65535, help="Port (0: any free port)."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CROSSRANK_API_KEY", help="Require 'Authorization: Bearer KEY'."),
+    device: str = typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE", help="cpu, cuda, cuda:N, mps or auto."),
+    batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", envvar="CROSSRANK_BATCH_TOKENS", min=1, help="Padded tokens per batch."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", envvar="CROSSRANK_MAX_LENGTH", min=8, help="Tokens per pair."),
+    max_documents: int = typer.Option(1000, "--max-documents", envvar="CROSSRANK_MAX_DOCUMENTS", min=1, help="Documents per request (413 beyond)."),
+    max_document_chars: int = typer.Option(100_000, "--max-document-chars", envvar="CROSSRANK_MAX_DOCUMENT_CHARS", min=1, help="Characters per document (413 beyond)."),
+    max_body_bytes: int = typer.Option(20_000_000, "--max-body-bytes", envvar="CROSSRANK_MAX_BODY_BYTES", min=1, help="Request body size (413 beyond)."),
+    queue_size: int = typer.Option(256, "--queue-size", envvar="CROSSRANK_QUEUE_SIZE", min=1, help="Waiting requests (429 beyond)."),
+    max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", envvar="CROSSRANK_MAX_WAIT_MS", min=0, help="Wait to gather concurrent requests."),
+    request_timeout: float = typer.Option(60.0, "--request-timeout", envvar="CROSSRANK_REQUEST_TIMEOUT", min=0.001, help="Seconds per request (504 beyond)."),
+    log_level: str = typer.Option("info", "--server-log-level", envvar="CROSSRANK_LOG_LEVEL", help="JSON request logs at this level."),
+) -> None:
+    """Serve the Cohere / Jina / TEI rerank API over HTTP (needs the [serve] extra)."""
+    def work() -> None:
+        try:
+            from crossrank.server.runner import serve as run_server
+            from crossrank.server.settings import ServerSettings
+        except ImportError as exc:
+            raise BackendUnavailableError(f"crossrank serve needs the [serve] extra: pip install 'crossrank[serve]' "
+                                          f"({exc.name} is missing)") from None
+        from crossrank.cross_encoder import CrossEncoder
+
+        settings = ServerSettings(host=host, port=port, api_key=api_key or None, max_documents=max_documents,
+                                  max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
+                                  queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout)
+        run_server(lambda: CrossEncoder(model, device=device, batch_tokens=batch_tokens, max_length=max_length),
+                   settings, log_level=log_level)
+
+    _run(work)
+
+
 def _split_names(values: list[str]) -> list[str]:
     """Accept --metrics a b, --metrics a --metrics b and --metrics a,b alike."""
     return [part for value in values for part in value.replace(",", " ").split()]

@@ -38,7 +38,8 @@ class BiEncoder:
 
     @property
     def dimension(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        return int(get())
 
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if len(texts) == 0:

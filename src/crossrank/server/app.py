@@ -1,0 +1,241 @@
+"""The FastAPI application: routes, auth, limits, timing headers, metrics and the error handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from crossrank.errors import InvalidInputError
+from crossrank.ranking.inputs import validate_query
+from crossrank.ranking.results import rank_scores
+from crossrank.server import errors
+from crossrank.server.batcher import InferenceWorker, JobTimings
+from crossrank.server.metrics import ServerMetrics
+from crossrank.server.schemas import (CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRerankRequest,
+                                      TEIResult)
+from crossrank.server.settings import ServerSettings
+
+logger = logging.getLogger("crossrank.server")
+
+_ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 500, 503, 504)}
+
+
+class ServiceState:
+    """The model and worker, filled in once loading has finished (until then /health answers 503)."""
+
+    def __init__(self, settings: ServerSettings):
+        self.settings = settings
+        self.metrics = ServerMetrics()
+        self.ce = None
+        self.worker: InferenceWorker | None = None
+        self.load_error: str | None = None
+        self.model_name = "crossrank"
+
+    @property
+    def ready(self) -> bool:
+        return self.worker is not None
+
+
+def create_app(load_model: Callable[[], object], settings: ServerSettings) -> FastAPI:
+    state = ServiceState(settings)
+
+    def load() -> None:
+        try:
+            ce = load_model()
+            worker = InferenceWorker(ce.engine, settings.queue_size, settings.max_wait_ms,
+                                     settings.max_pairs_per_pass, settings.retry_after_s, state.metrics.on_pass)
+            worker.start()
+            state.ce, state.model_name = ce, ce.model_dir.name
+            state.worker = worker
+            logger.info(json.dumps({"event": "model_loaded", "model": str(ce.model_dir), "device": ce.device}))
+        except Exception as exc:  # noqa: BLE001 - reported by /health
+            state.load_error = f"{type(exc).__name__}: {exc}"
+            logger.error(json.dumps({"event": "model_load_failed", "error": state.load_error}))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        loader = threading.Thread(target=load, name="crossrank-model-loader", daemon=True)
+        loader.start()
+        yield
+        loader.join()
+        if state.worker is not None:
+            await asyncio.get_running_loop().run_in_executor(None, state.worker.stop)
+        logger.info(json.dumps({"event": "stopped"}))
+
+    app = FastAPI(title="crossrank", version=_version(), lifespan=lifespan,
+                  description="Cross-encoder reranking, compatible with the Cohere, Jina and TEI rerank APIs.")
+    app.state.service = state
+    _install_error_handlers(app)
+    _install_middleware(app, state)
+
+    def authorize(request: Request) -> None:
+        if settings.api_key is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+            raise errors.Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+    async def rerank(request: Request, query: str, texts: list[str], max_tokens: int | None = None,
+                     refuse_long: bool = False):
+        authorize(request)
+        if not state.ready:
+            raise errors.NotReady(state.load_error or "the model is still loading")
+        try:
+            validate_query(query)
+        except InvalidInputError as exc:
+            raise errors.ValidationFailed(str(exc)) from None
+        if not texts:
+            raise errors.ValidationFailed("documents is empty: nothing to rerank")
+        if len(texts) > settings.max_documents:
+            raise errors.PayloadTooLarge(f"{len(texts)} documents exceed the limit of {settings.max_documents}")
+        for i, text in enumerate(texts):
+            if len(text) > settings.max_document_chars:
+                raise errors.PayloadTooLarge(f"document {i} has {len(text)} characters; the limit is "
+                                             f"{settings.max_document_chars}")
+        if max_tokens is not None:
+            texts = [_cut_tokens(state.ce.tokenizer.backend, t, max_tokens) for t in texts]
+        if refuse_long:
+            lengths = state.ce.tokenizer([query] * len(texts), texts)
+            if lengths.truncated_pairs:
+                raise errors.PayloadTooLarge(f"{lengths.truncated_pairs} inputs exceed {state.ce.max_length} tokens "
+                                             "and truncate is false")
+        state.metrics.queue_depth.set(state.worker.depth)
+        try:
+            scores, timings = await state.worker.score([query] * len(texts), texts, settings.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise errors.Timeout(f"request not answered within {settings.request_timeout_s:g} s") from None
+        request.state.timings = timings
+        return scores, texts
+
+    @app.post("/v1/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True,
+              responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Cohere v1 / Jina shape)")
+    async def rerank_v1(body: CohereRerankRequest, request: Request):
+        return await _cohere(body, request, "1")
+
+    @app.post("/v2/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True,
+              responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Cohere v2 shape)")
+    async def rerank_v2(body: CohereRerankRequest, request: Request):
+        return await _cohere(body, request, "2")
+
+    async def _cohere(body: CohereRerankRequest, request: Request, version: str):
+        texts = [d if isinstance(d, str) else d.text for d in body.documents]
+        scores, texts = await rerank(request, body.query, texts, body.max_tokens_per_doc)
+        ranked = rank_scores(scores, texts, None, body.top_n)
+        results = [{"index": r.index, "relevance_score": r.probability,
+                    **({"document": {"text": r.text}} if body.return_documents else {})} for r in ranked]
+        return {"id": str(uuid.uuid4()), "results": results, "model": body.model or state.model_name,
+                "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}}}
+
+    @app.post("/rerank", response_model=list[TEIResult], response_model_exclude_none=True,
+              responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Hugging Face TEI shape)")
+    async def rerank_tei(body: TEIRerankRequest, request: Request):
+        scores, texts = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
+        return [{"index": r.index, "score": r.score if body.raw_scores else r.probability,
+                 **({"text": r.text} if body.return_text else {})} for r in rank_scores(scores, texts)]
+
+    @app.get("/health", tags=["operations"], responses={503: {"model": ErrorBody}})
+    async def health():
+        if state.ready:
+            return {"status": "ok", "model": state.model_name}
+        if state.load_error:
+            raise errors.NotReady(f"model failed to load: {state.load_error}")
+        raise errors.NotReady("the model is still loading")
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    async def metrics(request: Request):
+        authorize(request)
+        if state.worker is not None:
+            state.metrics.queue_depth.set(state.worker.depth)
+        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def _cut_tokens(tokenizer, text: str, max_tokens: int) -> str:
+    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
+    return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
+
+
+def _version() -> str:
+    from crossrank import __version__
+
+    return __version__
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    def render(error: errors.ApiError) -> JSONResponse:
+        return JSONResponse(errors.body(error), status_code=error.status, headers=error.headers)
+
+    @app.exception_handler(errors.ApiError)
+    async def api_error(request: Request, exc: errors.ApiError):
+        return render(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        problems = exc.errors()
+        if any(p.get("type") == "json_invalid" for p in problems):
+            return render(errors.BadRequest("request body is not valid JSON"))
+        first = problems[0] if problems else {}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+        return render(errors.ValidationFailed(f"{where}: {first.get('msg', 'invalid value')}"))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 400:  # FastAPI could not decode the body (e.g. invalid UTF-8)
+            return render(errors.BadRequest(f"request body could not be parsed as UTF-8 JSON ({exc.detail})"))
+        kind = {404: errors.NotFound}.get(exc.status_code)
+        if kind is not None:
+            return render(kind(str(exc.detail)))
+        return JSONResponse({"error": str(exc.detail), "error_type": "http_error"}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):
+        logger.exception("unhandled error")
+        return render(errors.ApiError(f"internal error: {type(exc).__name__}"))
+
+
+def _install_middleware(app: FastAPI, state: ServiceState) -> None:
+    limit = state.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        started = time.perf_counter()
+        if request.method == "POST" and "json" not in request.headers.get("content-type", ""):
+            # Every body here is JSON: parse it as such whatever the client declared (curl -d sends a form type).
+            request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"] + \
+                [(b"content-type", b"application/json")]
+        declared = request.headers.get("content-length")
+        if declared is None and request.method == "POST":
+            declared = str(len(await request.body()))  # chunked upload: measure what arrived
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            response = JSONResponse(errors.body(errors.PayloadTooLarge(
+                f"request body of {declared} bytes exceeds the limit of {limit}")), status_code=413)
+        else:
+            response = await call_next(request)
+        total = time.perf_counter() - started
+        timings: JobTimings | None = getattr(request.state, "timings", None)
+        response.headers["x-total-time"] = f"{1000 * total:.2f}"
+        if timings is not None:
+            response.headers["x-queue-time"] = f"{timings.queue_ms:.2f}"
+            response.headers["x-tokenization-time"] = f"{timings.tokenization_ms:.2f}"
+            response.headers["x-inference-time"] = f"{timings.inference_ms:.2f}"
+        endpoint = request.url.path if request.url.path in {"/v1/rerank", "/v2/rerank", "/rerank", "/health",
+                                                            "/metrics"} else "other"
+        state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        state.metrics.latency.labels(endpoint).observe(total)
+        logger.info(json.dumps({"event": "request", "method": request.method, "path": request.url.path,
+                                "status": response.status_code, "ms": round(1000 * total, 2)}))
+        return response

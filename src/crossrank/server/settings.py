@@ -1,0 +1,20 @@
+"""Server limits and options; every field can come from a flag or a CROSSRANK_* environment variable."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_key: str | None = None
+    max_documents: int = 1000  # per request
+    max_document_chars: int = 100_000  # per document
+    max_body_bytes: int = 20_000_000  # per request body
+    queue_size: int = 256  # requests waiting for the inference worker; beyond: 429
+    max_wait_ms: float = 5.0  # how long the worker waits to gather concurrent requests into one pass
+    max_pairs_per_pass: int = 4096  # pairs scored in one engine pass (across requests)
+    request_timeout_s: float = 60.0  # per request, queueing included; beyond: 504
+    retry_after_s: int = 1

@@ -1,0 +1,239 @@
+"""The HTTP service, as a real server process on 127.0.0.1 with an ephemeral port."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crossrank import CrossEncoder
+from crossrank.ranking.results import sigmoid
+
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+class Server:
+    """``crossrank serve`` in a subprocess; the port is read from its first line on stderr."""
+
+    def __init__(self, model, *flags):
+        self.proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--model", str(model),
+                                      "--port", "0", "--api-key", KEY, *flags],
+                                     stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        line = self.proc.stderr.readline()
+        assert "listening on" in line, line
+        self.url = line.strip().rsplit(" ", 1)[-1]
+        self.lines: list[str] = []
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True).start()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError("server did not become healthy")
+
+    def post(self, path, body, headers=AUTH, **kwargs):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return httpx.post(f"{self.url}{path}", content=data, headers={"content-type": "application/json", **headers},
+                          timeout=60, **kwargs)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(60)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model):
+    srv = Server(tiny_model)
+    yield srv
+    srv.stop()
+
+
+DOCS = ["Berlin has 3.5 million inhabitants.", "Berlin is known for its museums.", "Water boils at 100 degrees.",
+        "protein cell therapy"]
+
+
+def test_endpoint_shapes_and_scores_equal_the_offline_engine(server, tiny_ce):
+    expected = tiny_ce.score([("how many people live in berlin", d) for d in DOCS])
+    order = sorted(range(4), key=lambda i: (-expected[i], i))
+    for version in ("v1", "v2"):
+        r = server.post(f"/{version}/rerank", {"query": "how many people live in berlin",
+                                               "documents": DOCS[:2] + [{"text": d} for d in DOCS[2:]],
+                                               "top_n": 3, "return_documents": True, "model": "any"})
+        assert r.status_code == 200
+        body = r.json()
+        assert body["meta"]["api_version"]["version"] == version[1] and body["id"]
+        assert [x["index"] for x in body["results"]] == order[:3]
+        for item in body["results"]:
+            assert item["relevance_score"] == pytest.approx(sigmoid(expected[item["index"]]), abs=1e-6)
+            assert item["document"]["text"] == DOCS[item["index"]]
+        for header in ("x-total-time", "x-queue-time", "x-tokenization-time", "x-inference-time"):
+            assert float(r.headers[header]) >= 0
+    r = server.post("/rerank", {"query": "how many people live in berlin", "texts": DOCS, "raw_scores": True,
+                                "return_text": True})
+    assert [x["index"] for x in r.json()] == order
+    assert [x["score"] for x in r.json()] == pytest.approx([float(expected[i]) for i in order], abs=1e-5)
+    assert r.json()[0]["text"] == DOCS[order[0]]
+    r = server.post("/rerank", {"query": "how many people live in berlin", "texts": DOCS})
+    assert r.json()[0]["score"] == pytest.approx(sigmoid(expected[order[0]]), abs=1e-6) and "text" not in r.json()[0]
+
+
+def test_auth_health_metrics_and_openapi(server):
+    assert server.post("/v2/rerank", {"query": "q", "documents": ["a"]}, headers={}).status_code == 401
+    wrong = server.post("/v2/rerank", {"query": "q", "documents": ["a"]}, headers={"Authorization": "Bearer nope"})
+    assert wrong.status_code == 401 and wrong.json()["error_type"] == "unauthorized"
+    assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+    assert httpx.get(f"{server.url}/metrics").status_code == 401
+    metrics = httpx.get(f"{server.url}/metrics", headers=AUTH).text
+    assert 'crossrank_requests_total{endpoint="/v2/rerank",status="401"}' in metrics
+    assert "crossrank_batch_pairs_bucket" in metrics and "crossrank_queue_depth" in metrics
+    assert "crossrank_truncated_pairs_total" in metrics
+    paths = httpx.get(f"{server.url}/openapi.json").json()["paths"]
+    assert {"/v1/rerank", "/v2/rerank", "/rerank", "/health", "/metrics"} <= set(paths)
+
+
+@pytest.mark.parametrize("path, body, status, error_type", [
+    ("/v2/rerank", b'{"query": "q", "documents": [', 400, "invalid_request"),
+    ("/v2/rerank", b'{"query": "caf\xe9", "documents": ["a"]}', 400, "invalid_request"),
+    ("/v2/rerank", {"query": "", "documents": ["a"]}, 422, "validation_error"),
+    ("/v2/rerank", {"query": "q", "documents": []}, 422, "validation_error"),
+    ("/v2/rerank", {"query": "q"}, 422, "validation_error"),
+    ("/v2/rerank", {"query": 5, "documents": ["a"]}, 422, "validation_error"),
+    ("/v2/rerank", {"query": "q", "documents": [7]}, 422, "validation_error"),
+    ("/v2/rerank", {"query": "q", "documents": ["a"], "top_k": 2}, 422, "validation_error"),
+    ("/v2/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, 422, "validation_error"),
+    ("/rerank", {"query": "q", "documents": ["a"]}, 422, "validation_error"),
+    ("/v2/rerank", [1, 2], 422, "validation_error"),
+    ("/nowhere", {"query": "q"}, 404, "not_found"),
+])
+def test_bad_input_gets_a_4xx_json_error_and_the_server_stays_healthy(server, path, body, status, error_type):
+    r = server.post(path, body)
+    assert r.status_code == status
+    assert r.json()["error_type"] == error_type and r.json()["error"]
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_limits_give_413_and_tei_truncate_false_refuses_long_inputs(tiny_model):
+    srv = Server(tiny_model, "--max-documents", "3", "--max-document-chars", "50", "--max-body-bytes", "2000")
+    try:
+        r = srv.post("/v2/rerank", {"query": "q", "documents": ["a"] * 4})
+        assert r.status_code == 413 and "3" in r.json()["error"]
+        r = srv.post("/v2/rerank", {"query": "q", "documents": ["x" * 51]})
+        assert r.status_code == 413 and "document 0" in r.json()["error"]
+        r = srv.post("/v2/rerank", {"query": "q", "documents": ["a"], "model": "m" * 3000})
+        assert r.status_code == 413 and r.json()["error_type"] == "payload_too_large"
+        assert srv.post("/v2/rerank", {"query": "q", "documents": ["ok"]}).status_code == 200
+    finally:
+        srv.stop()
+    srv = Server(tiny_model, "--max-length", "16")
+    try:
+        long = "protein " * 40
+        assert srv.post("/rerank", {"query": "q", "texts": [long], "truncate": False}).status_code == 413
+        assert srv.post("/rerank", {"query": "q", "texts": [long], "truncate": True}).status_code == 200
+        metrics = httpx.get(f"{srv.url}/metrics", headers=AUTH).text
+        assert "crossrank_truncated_pairs_total 1.0" in metrics
+        r = srv.post("/v2/rerank", {"query": "q", "documents": [long], "max_tokens_per_doc": 4})
+        assert r.status_code == 200
+    finally:
+        srv.stop()
+
+
+def test_32_concurrent_clients_get_the_offline_scores(server, tiny_ce):
+    rng = np.random.default_rng(0)
+    words = "protein cell therapy river city museum water energy population novel author".split()
+    requests = [(f"query {i} " + " ".join(rng.choice(words, 3)), [" ".join(rng.choice(words, int(n)))
+                 for n in rng.integers(1, 40, size=int(rng.integers(1, 12)))]) for i in range(640)]
+
+    def client(chunk):
+        with httpx.Client(timeout=120) as http:
+            out = []
+            for query, docs in chunk:
+                r = http.post(f"{server.url}/rerank", json={"query": query, "texts": docs, "raw_scores": True},
+                              headers=AUTH)
+                assert r.status_code == 200
+                out.append({x["index"]: x["score"] for x in r.json()})
+            return out
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = [a for part in pool.map(client, [requests[i::32] for i in range(32)]) for a in part]
+    ordered = [req for i in range(32) for req in requests[i::32]]
+    for (query, docs), got in zip(ordered, answers):
+        expected = tiny_ce.score([(query, d) for d in docs])
+        assert np.allclose([got[i] for i in range(len(docs))], expected, atol=1e-5)
+    metrics = httpx.get(f"{server.url}/metrics", headers=AUTH).text
+    merged = [line for line in metrics.splitlines() if line.startswith("crossrank_batch_requests_bucket")]
+    assert any('le="1.0"' in line for line in merged)
+    count = float(next(l for l in metrics.splitlines() if l.startswith("crossrank_batch_requests_count")).split()[-1])
+    total = float(next(l for l in metrics.splitlines() if l.startswith("crossrank_batch_requests_sum")).split()[-1])
+    assert total / count > 1.5  # requests really were merged into shared passes
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=20),
+                           lambda children: st.lists(children, max_size=4) | st.dictionaries(
+                               st.sampled_from(["query", "documents", "texts", "top_n", "return_documents",
+                                                "raw_scores", "x"]), children, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.sampled_from(["/v1/rerank", "/v2/rerank", "/rerank"]), json_values)
+def test_arbitrary_json_never_gets_a_5xx(server, path, body):
+    r = server.post(path, body)
+    assert r.status_code < 500, r.text
+    assert r.status_code == 200 or set(r.json()) == {"error", "error_type"}
+
+
+def test_overload_gives_429_with_retry_after(tiny_model):
+    srv = Server(tiny_model, "--queue-size", "1", "--max-wait-ms", "0")
+    try:
+        docs = ["protein cell therapy " * 20] * 200
+        with concurrent.futures.ThreadPoolExecutor(24) as pool:
+            responses = list(pool.map(lambda _: srv.post("/rerank", {"query": "q", "texts": docs}), range(24)))
+        codes = [r.status_code for r in responses]
+        assert 429 in codes and 200 in codes and set(codes) <= {200, 429}
+        busy = next(r for r in responses if r.status_code == 429)
+        assert busy.headers["retry-after"] == "1" and busy.json()["error_type"] == "overloaded"
+    finally:
+        srv.stop()
+
+
+def test_sigterm_with_requests_in_flight_loses_none(tiny_model):
+    srv = Server(tiny_model)
+    docs = ["protein cell therapy " * 30] * 150
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(srv.post, "/rerank", {"query": "q", "texts": docs}) for _ in range(8)]
+        time.sleep(0.5)  # the requests are accepted and queued
+        srv.proc.send_signal(signal.SIGTERM)
+        responses = [f.result() for f in futures]
+    assert [r.status_code for r in responses] == [200] * 8
+    assert all(len(r.json()) == 150 for r in responses)
+    assert srv.proc.wait(60) == 0
+
+
+def test_the_official_cohere_client_works_unchanged(server, tiny_ce):
+    cohere = pytest.importorskip("cohere")
+    query = "how many people live in berlin"
+    expected = tiny_ce.score([(query, d) for d in DOCS])
+    v2 = cohere.ClientV2(api_key=KEY, base_url=server.url).rerank(model="crossrank", query=query, documents=DOCS,
+                                                                  top_n=2)
+    assert [r.index for r in v2.results] == sorted(range(4), key=lambda i: (-expected[i], i))[:2]
+    assert v2.results[0].relevance_score == pytest.approx(sigmoid(expected[v2.results[0].index]), abs=1e-6)
+    v1 = cohere.Client(api_key=KEY, base_url=server.url).rerank(model="crossrank", query=query, documents=DOCS,
+                                                                return_documents=True)
+    assert len(v1.results) == 4 and v1.results[0].document.text == DOCS[v1.results[0].index]
+    with pytest.raises(Exception):
+        cohere.ClientV2(api_key="wrong", base_url=server.url).rerank(model="m", query=query, documents=DOCS)

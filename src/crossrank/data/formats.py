@@ -113,68 +113,64 @@ def read_queries(path: Path) -> dict[str, str]:
     return queries
 
 
-def read_qrels(path: Path) -> QrelsFile:
-    """BEIR TSV (header ``query-id corpus-id score``) or TREC (``qid 0 docid grade``), detected per file."""
-    qrels: Qrels = {}
-    seen: dict[tuple[str, str], int] = {}
-    duplicates: list[Duplicate] = []
+def _table(path: Path, widths: dict[int, str]) -> Iterator[tuple[int, list[str]]]:
+    """Rows of a whitespace/tab table as (line number, fields); skips blank lines and a BEIR header."""
     for number, line in _lines(path):
         if not line.strip():
             continue
-        fields = line.split("\t") if "\t" in line else line.split()
-        if number == 1 and fields and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
-            continue  # BEIR header
-        if len(fields) == 3:
-            qid, doc_id, grade = fields
-        elif len(fields) == 4:
-            qid, _iteration, doc_id, grade = fields
-        else:
-            raise FormatError(f"{path}:{number}: expected 3 (BEIR) or 4 (TREC) columns, got {len(fields)}")
-        try:
-            value = int(float(grade))
-        except ValueError:
-            raise FormatError(f"{path}:{number}: relevance {grade!r} is not a number") from None
-        key = (qid.strip(), doc_id.strip())
-        if key in seen:
-            duplicates.append(Duplicate(key[0], key[1], number, seen[key]))
+        fields = [f.strip() for f in (line.split("\t") if "\t" in line else line.split())]
+        if number == 1 and fields[0].lower() in ("query-id", "query_id", "qid"):
             continue
-        seen[key] = number
-        qrels.setdefault(key[0], {})[key[1]] = value
+        if len(fields) not in widths:
+            expected = " or ".join(f"{n} ({name})" for n, name in widths.items())
+            raise FormatError(f"{path}:{number}: expected {expected} columns, got {len(fields)}")
+        yield number, fields
+
+
+def _number(path: Path, number: int, value: str, what: str) -> float:
+    try:
+        parsed = float(value)
+    except ValueError:
+        raise FormatError(f"{path}:{number}: {what} {value!r} is not a number") from None
+    if math.isnan(parsed):
+        raise FormatError(f"{path}:{number}: {what} is NaN")
+    return parsed
+
+
+def _collect(path: Path, rows: Iterator[tuple[int, str, str, float]]) -> tuple[dict, list[Duplicate]]:
+    """Group (line, query, doc, value) rows by query; the first of duplicate (query, doc) rows wins."""
+    table: dict[str, dict] = {}
+    seen: dict[tuple[str, str], int] = {}
+    duplicates: list[Duplicate] = []
+    for number, qid, doc_id, value in rows:
+        if (qid, doc_id) in seen:
+            duplicates.append(Duplicate(qid, doc_id, number, seen[(qid, doc_id)]))
+            continue
+        seen[(qid, doc_id)] = number
+        table.setdefault(qid, {})[doc_id] = value
     _report(path, duplicates)
-    return QrelsFile(qrels, duplicates)
+    return table, duplicates
+
+
+def read_qrels(path: Path) -> QrelsFile:
+    """BEIR TSV (header ``query-id corpus-id score``) or TREC (``qid 0 docid grade``), detected per file."""
+    def rows():
+        for number, fields in _table(path, {3: "BEIR", 4: "TREC"}):
+            qid, doc_id, grade = (fields[0], fields[1], fields[2]) if len(fields) == 3 else (fields[0], *fields[2:])
+            yield number, qid, doc_id, int(_number(path, number, grade, "relevance"))
+
+    return QrelsFile(*_collect(path, rows()))
 
 
 def read_run(path: Path) -> RunFile:
     """TREC six columns (``qid Q0 docid rank score tag``) or TSV with header (``query-id corpus-id rank score``)."""
-    run: Run = {}
-    seen: dict[tuple[str, str], int] = {}
-    duplicates: list[Duplicate] = []
-    for number, line in _lines(path):
-        if not line.strip():
-            continue
-        fields = line.split("\t") if "\t" in line else line.split()
-        if number == 1 and fields and fields[0].strip().lower() in ("query-id", "query_id", "qid"):
-            continue
-        if len(fields) == 6:
-            qid, _q0, doc_id, _rank, score, _tag = fields
-        elif len(fields) == 4:
-            qid, doc_id, _rank, score = fields
-        else:
-            raise FormatError(f"{path}:{number}: expected 6 (TREC) or 4 (TSV) columns, got {len(fields)}")
-        try:
-            value = float(score)
-        except ValueError:
-            raise FormatError(f"{path}:{number}: score {score!r} is not a number") from None
-        if math.isnan(value):
-            raise FormatError(f"{path}:{number}: score is NaN")
-        key = (qid.strip(), doc_id.strip())
-        if key in seen:
-            duplicates.append(Duplicate(key[0], key[1], number, seen[key]))
-            continue
-        seen[key] = number
-        run.setdefault(key[0], {})[key[1]] = value
-    _report(path, duplicates)
-    return RunFile(run, duplicates)
+    def rows():
+        for number, fields in _table(path, {6: "TREC", 4: "TSV"}):
+            qid, doc_id, score = (fields[0], fields[2], fields[4]) if len(fields) == 6 else \
+                (fields[0], fields[1], fields[3])
+            yield number, qid, doc_id, _number(path, number, score, "score")
+
+    return RunFile(*_collect(path, rows()))
 
 
 def ranked(scores: dict[str, float]) -> list[str]:

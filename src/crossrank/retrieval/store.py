@@ -9,9 +9,10 @@ changes what readers see.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
+
+from crossrank.data.formats import Document
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
@@ -26,15 +27,8 @@ CREATE INDEX IF NOT EXISTS documents_doc_id ON documents(doc_id);
 """
 
 
-@dataclass(frozen=True)
-class StoredDocument:
-    id: str
-    title: str
-    text: str
-
-    @property
-    def full_text(self) -> str:
-        return f"{self.title} {self.text}".strip() if self.title else self.text
+# The store keeps the documents of the shared data model (id, title, text).
+StoredDocument = Document
 
 
 class DocumentStore:

@@ -13,8 +13,9 @@ from crossrank.errors import BackendUnavailableError, InvalidInputError
 from crossrank.model.default import default_model_dir
 from crossrank.model.loading import load_model
 from crossrank.model.tokenization import PairTokenizer
+from crossrank.ranking.calibration import Calibration
 from crossrank.ranking.inputs import normalize_documents, validate_query, validate_top_k
-from crossrank.ranking.results import RerankResult, rank_scores
+from crossrank.ranking.results import RerankResult, rank_scores, sigmoid
 
 # Padded tokens per batch. On CPU, ~2k-row matrices stay cache-resident and sorted small batches pad
 # little (benchmarks/throughput.py: 2048 beats 8192 by ~20%); a GPU wants far bigger batches.
@@ -33,7 +34,8 @@ class CrossEncoder:
 
     ``CrossEncoder()`` loads the shipped default; ``CrossEncoder("folder")`` or ``CrossEncoder("org/id")``
     loads any 1- or 2-label cross-encoder. Scores are raw logits (float32); results carry
-    ``probability = sigmoid(score)`` computed in float64.
+    ``probability``: the folder's fitted calibration (``calibration.json``) when present, else
+    ``sigmoid(score)``, computed in float64.
 
     ``batch_tokens`` bounds padded tokens per batch; ``query_max_tokens`` caps the query so truncation
     only ever cuts the document; ``cls_only_last_layer`` computes the final layer for [CLS] alone on
@@ -63,6 +65,7 @@ class CrossEncoder:
         self.max_length = loaded.max_length
         self.num_labels = loaded.num_labels
         self.activation = loaded.settings.activation
+        self.calibration = Calibration.load(loaded.model_dir)  # calibration.json beside the weights, if any
         self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
         self.backend = TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
         self.device = str(self.backend.device)
@@ -123,9 +126,15 @@ class CrossEncoder:
         for _, docs, k in validated:
             end = start + len(docs.texts)
             texts = docs.texts if return_documents else None
-            results.append(rank_scores(scores[start:end], texts, docs.ids, k))
+            results.append(rank_scores(scores[start:end], texts, docs.ids, k, self.probability))
             start = end
         return results
+
+    def probability(self, scores) -> np.ndarray:
+        """P(relevant) of raw scores: the model folder's calibration when present, else the sigmoid (float64)."""
+        if self.calibration is not None:
+            return self.calibration.probability(scores)
+        return np.array([sigmoid(s) for s in np.asarray(scores).ravel()], dtype=np.float64)
 
     # sentence-transformers spelling, for drop-in use.
     def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> np.ndarray:

@@ -286,6 +286,41 @@ def serve(
     _run(work)
 
 
+@app.command()
+def calibrate(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder to calibrate (calibration.json is written into it)."),
+    data: Path = typer.Option(..., "--data", help="BEIR folder with judgments for the split."),
+    run: Path = typer.Option(..., "--run", help="First-stage run giving the candidates."),
+    split: str = typer.Option("dev", "--split", help="Qrels split to fit on (never the test split you report)."),
+    depth: int = typer.Option(50, "--depth", min=1, help="Candidates per query."),
+    method: str = typer.Option("platt", "--method", help="temperature, platt or isotonic."),
+    relevance_level: int = typer.Option(1, "--relevance-level", min=1, help="Lowest relevant grade."),
+    holdout: float = typer.Option(0.5, "--holdout", min=0.05, max=0.95, help="Share of queries held out to measure."),
+    write: bool = typer.Option(True, "--write/--dry-run", help="Write calibration.json into the model folder."),
+) -> None:
+    """Fit a probability calibration on judged data; report ECE and Brier before and after on held-out queries."""
+    def work() -> None:
+        import json
+
+        from crossrank.cli.evaluation import load_collection
+        from crossrank.cross_encoder import CrossEncoder
+        from crossrank.data.formats import read_qrels
+        from crossrank.evaluation.calibration_study import study_calibration
+
+        qrels = read_qrels(data / "qrels" / f"{split}.tsv").qrels
+        queries, corpus, first_stage = load_collection(data / "corpus.jsonl", data / "queries.jsonl", run, depth)
+        ce = CrossEncoder(model)
+        study = study_calibration(ce, queries, corpus, qrels, first_stage, depth, method, relevance_level, holdout)
+        if write:
+            study.calibration.save(ce.model_dir)
+        typer.echo(json.dumps({"method": method, "fit_pairs": study.fit_pairs, "holdout_pairs": study.holdout_pairs,
+                               "ece_before": study.ece_before, "ece_after": study.ece_after,
+                               "brier_before": study.brier_before, "brier_after": study.brier_after,
+                               "written": str(ce.model_dir / "calibration.json") if write else None}))
+
+    _run(work)
+
+
 def _split_names(values: list[str]) -> list[str]:
     """Accept --metrics a b, --metrics a --metrics b and --metrics a,b alike."""
     return [part for value in values for part in value.replace(",", " ").split()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -29,19 +30,24 @@ def sigmoid(score: float) -> float:
 
 
 def rank_scores(scores: np.ndarray, texts: list[str] | None = None, ids: list[str | None] | None = None,
-                top_k: int | None = None) -> list[RerankResult]:
-    """Sort by score descending; equal scores keep input order (a stable sort), then cut to top_k."""
+                top_k: int | None = None, probability: Callable[[np.ndarray], np.ndarray] | None = None
+                ) -> list[RerankResult]:
+    """Sort by score descending; equal scores keep input order (a stable sort), then cut to top_k.
+
+    ``probability`` maps raw scores to probabilities (a fitted calibration); the default is the sigmoid.
+    """
     scores = np.asarray(scores, dtype=np.float32)
     order = np.argsort(-scores, kind="stable")
     if top_k is not None:
         order = order[:top_k]
+    probs = probability(scores[order]) if probability is not None else [sigmoid(scores[i]) for i in order]
     return [
         RerankResult(
             index=int(i),
             score=float(scores[i]),
-            probability=sigmoid(scores[i]),
+            probability=float(p),
             id=ids[i] if ids is not None else None,
             text=texts[i] if texts is not None else None,
         )
-        for i in order
+        for i, p in zip(order, probs)
     ]

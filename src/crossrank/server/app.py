@@ -133,7 +133,7 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     async def _cohere(body: CohereRerankRequest, request: Request, version: str):
         texts = [d if isinstance(d, str) else d.text for d in body.documents]
         scores, texts = await rerank(request, body.query, texts, body.max_tokens_per_doc)
-        ranked = rank_scores(scores, texts, None, body.top_n)
+        ranked = rank_scores(scores, texts, None, body.top_n, state.ce.probability)
         results = [{"index": r.index, "relevance_score": r.probability,
                     **({"document": {"text": r.text}} if body.return_documents else {})} for r in ranked]
         return {"id": str(uuid.uuid4()), "results": results, "model": body.model or state.model_name,
@@ -144,7 +144,8 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     async def rerank_tei(body: TEIRerankRequest, request: Request):
         scores, texts = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
         return [{"index": r.index, "score": r.score if body.raw_scores else r.probability,
-                 **({"text": r.text} if body.return_text else {})} for r in rank_scores(scores, texts)]
+                 **({"text": r.text} if body.return_text else {})}
+                for r in rank_scores(scores, texts, probability=state.ce.probability)]
 
     @app.get("/health", tags=["operations"], responses={503: {"model": ErrorBody}})
     async def health():

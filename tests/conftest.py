@@ -25,7 +25,7 @@ def tokenizer_source() -> Path:
 
 
 def build_tiny_bert(folder: Path, num_labels: int = 1, seed: int = 0, safetensors: bool = True,
-                    max_position_embeddings: int = 512, **config_overrides) -> Path:
+                    max_position_embeddings: int = 512, head_scale: float = 20.0, **config_overrides) -> Path:
     """A 2-layer, hidden-32 BERT cross-encoder with random weights and the real uncased tokenizer."""
     from transformers import BertConfig, BertForSequenceClassification
 
@@ -36,7 +36,7 @@ def build_tiny_bert(folder: Path, num_labels: int = 1, seed: int = 0, safetensor
     model = BertForSequenceClassification(config)
     # A wider init and a scaled head spread random scores over a few units, so ordering tests mean something.
     with torch.no_grad():
-        model.classifier.weight.mul_(20.0)
+        model.classifier.weight.mul_(head_scale)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     if not safetensors:  # the legacy pickled format, written by hand (transformers 5 only writes safetensors)
@@ -52,6 +52,13 @@ def build_tiny_bert(folder: Path, num_labels: int = 1, seed: int = 0, safetensor
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny-bert") / "model")
+
+
+@pytest.fixture(scope="session")
+def trainable_model(tmp_path_factory) -> Path:
+    """A tiny BERT with the usual small init (0.02): what training starts from."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-trainable") / "model", head_scale=1.0,
+                           initializer_range=0.02)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,1 @@
+"""Training: losses, hard-negative mining and a fine-tuning loop for cross-encoders (``crossrank train``)."""

@@ -94,3 +94,39 @@ def test_hard_negative_mining_respects_range_positives_and_guard():
     groups = build_groups({"q1": "query"}, {f"d{i}": f"text {i}" for i in range(1, 31)}, qrels, few)
     assert [g.documents[0] for g in groups] == ["text 12", "text 15"]
     assert all(g.labels == [1.0, 0.0, 0.0, 0.0] for g in groups)
+
+
+def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tmp_path):
+    import json
+
+    from test_cli import run_cli
+
+    rng = random.Random(3)
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    docs = {f"d{i}": " ".join(rng.sample(WORDS + OFF_TOPIC, 6)) for i in range(60)}
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n"
+                                               for k, v in docs.items()))
+    (root / "queries.jsonl").write_text("".join(json.dumps({"_id": f"q{i}", "text": w}) + "\n"
+                                                for i, w in enumerate(WORDS)))
+    lines = ["query-id\tcorpus-id\tscore"] + [f"q{i}\t{d}\t1" for i, w in enumerate(WORDS)
+                                              for d, text in docs.items() if w in text.split()][:40]
+    (root / "qrels" / "train.tsv").write_text("\n".join(lines) + "\n")
+    proc = run_cli(["train", "--data", str(root), "--split", "train", "--dev-split", "train", "--model",
+                    str(trainable_model), "--output-dir", str(tmp_path / "out"), "--negatives", "3",
+                    "--rank-range", "1", "30", "--max-length", "32", "--epochs", "1", "--lr", "1e-3"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert report["steps"] >= 1 and report["groups"] > 0 and report["best_dev"] is not None
+    assert CrossEncoder(report["best_model"]).score([("apple", "apple river")]).shape == (1,)
+
+    examples = tmp_path / "ex.jsonl"
+    examples.write_text('{"query": "apple", "positive": "apple apple", "negatives": ["stone", "cloud"]}\n'
+                        '{"query": "river", "documents": ["river water", "paper"], "labels": [2.0, -1.0]}\n')
+    proc = run_cli(["train", "--examples", str(examples), "--model", str(trainable_model), "--output-dir",
+                    str(tmp_path / "out2"), "--max-length", "32", "--loss", "listwise"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "q"}\n')
+    proc = run_cli(["train", "--examples", str(bad), "--output-dir", str(tmp_path / "out3")])
+    assert proc.returncode == 3 and "bad.jsonl:1: not a training example" in proc.stderr.decode()

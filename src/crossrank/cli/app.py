@@ -321,6 +321,60 @@ def calibrate(
     _run(work)
 
 
+@app.command()
+def train(
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Checkpoints, best/ and final/ model folders."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Start from this encoder or cross-encoder (default: all-MiniLM-L6-v2)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="BEIR folder: judgments of --split plus BM25 hard negatives."),
+    split: str = typer.Option("train", "--split", help="Qrels split to train on."),
+    examples: Optional[Path] = typer.Option(None, "--examples", help="JSONL training examples instead of --data."),
+    dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Qrels split of --data for dev nDCG@10 (best checkpoint kept)."),
+    loss: str = typer.Option("listwise", "--loss", help="bce, ranknet, margin, listwise or margin-mse."),
+    negatives: int = typer.Option(7, "--negatives", min=1, help="Hard negatives per positive."),
+    rank_range: tuple[int, int] = typer.Option((10, 100), "--rank-range", help="BM25 ranks to mine negatives from."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.01),
+    learning_rate: float = typer.Option(3e-5, "--lr", min=0),
+    groups_per_batch: int = typer.Option(8, "--batch-groups", min=1, help="Queries (groups) per batch."),
+    gradient_accumulation: int = typer.Option(1, "--grad-accum", min=1),
+    max_length: int = typer.Option(256, "--max-length", min=16),
+    eval_every: int = typer.Option(0, "--eval-every", min=0, help="Steps between dev evaluations (0: per epoch)."),
+    seed: int = typer.Option(0, "--seed"),
+    resume: bool = typer.Option(False, "--resume", help="Continue from output-dir/checkpoint."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+) -> None:
+    """Fine-tune a cross-encoder on judgments with hard negatives (or on JSONL examples)."""
+    def work() -> None:
+        import json
+
+        from crossrank.model.default import encoder_dir
+        from crossrank.training.datasets import dev_ndcg, groups_from_beir, groups_from_jsonl
+        from crossrank.training.trainer import TrainConfig, Trainer
+
+        if (data is None) == (examples is None):
+            raise InvalidInputError("give exactly one of --data BEIR_FOLDER or --examples FILE")
+        groups = groups_from_jsonl(examples) if examples else groups_from_beir(data, split, negatives, rank_range,
+                                                                                seed=seed)
+        if not groups:
+            raise InvalidInputError("no training groups: check the split and that queries have judged positives")
+        metric = dev_ndcg(data, dev_split) if data is not None and dev_split else None
+        config = TrainConfig(loss=loss, epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
+                             gradient_accumulation=gradient_accumulation, max_length=max_length,
+                             eval_every=eval_every, seed=seed)
+        trainer = Trainer(model or str(encoder_dir()), output_dir, config, device=device, dev_metric=metric)
+        from crossrank.cli.progress import pair_progress
+
+        show = sys.stderr.isatty()
+        with pair_progress(show, "training steps") as advance:
+            result = trainer.train(groups, resume=resume, progress=lambda step, value: advance(1))
+        typer.echo(json.dumps({"groups": len(groups), "steps": result.steps, "seconds": round(result.seconds, 1),
+                               "first_loss": result.losses[0] if result.losses else None,
+                               "last_loss": result.losses[-1] if result.losses else None,
+                               "dev_history": result.dev_history, "best_dev": result.best_dev,
+                               "best_model": str(output_dir / "best")}))
+
+    _run(work)
+
+
 def _split_names(values: list[str]) -> list[str]:
     """Accept --metrics a b, --metrics a --metrics b and --metrics a,b alike."""
     return [part for value in values for part in value.replace(",", " ").split()]

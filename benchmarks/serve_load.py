@@ -38,14 +38,16 @@ async def run_level(url: str, requests: list[dict], concurrency: int) -> dict:
 
     latencies: list[float] = []
     queue: asyncio.Queue = asyncio.Queue()
-    for r in requests:
-        queue.put_nowait(r)
+    encoded = {}
+    for r in requests:  # serialise once: the client should cost the shared CPU as little as possible
+        queue.put_nowait(encoded.setdefault(id(r), json.dumps(r).encode()))
 
     async def worker(client):
         while not queue.empty():
             body = queue.get_nowait()
             start = time.perf_counter()
-            response = await client.post(f"{url}/v2/rerank", json=body)
+            response = await client.post(f"{url}/v2/rerank", content=body,
+                                         headers={"content-type": "application/json"})
             response.raise_for_status()
             latencies.append(time.perf_counter() - start)
 
@@ -66,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests-per-level", type=int, nargs=3, default=[24, 96, 192])
     parser.add_argument("--soak", type=int, default=10_000)
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="server's gathering window")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -83,14 +86,18 @@ def main() -> None:
     level_requests = [[requests[i % len(requests)] for i in range(n)] for n in args.requests_per_level]
     offline_pairs = [(r["query"], d) for r in level_requests[-1] for d in r["documents"]]
     ce.score(offline_pairs[:64])
-    start = time.perf_counter()
-    ce.score(offline_pairs)
-    offline = len(offline_pairs) / (time.perf_counter() - start)
-    print(f"offline engine: {offline:.1f} pairs/s on {len(offline_pairs)} pairs", file=sys.stderr)
-    del ce
 
+    def offline_rate() -> float:
+        start = time.perf_counter()
+        ce.score(offline_pairs)
+        return len(offline_pairs) / (time.perf_counter() - start)
+
+    offline_runs = [offline_rate()]
+    print(f"offline engine: {offline_runs[0]:.1f} pairs/s on {len(offline_pairs)} pairs", file=sys.stderr)
+
+    flags = ["--max-wait-ms", str(args.max_wait_ms)] if args.max_wait_ms is not None else []
     server = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--port", "0",
-                               "--server-log-level", "warning"], stderr=subprocess.PIPE, text=True)
+                               "--server-log-level", "warning", *flags], stderr=subprocess.PIPE, text=True)
     try:
         url = server.stderr.readline().strip().rsplit(" ", 1)[-1]
         import httpx
@@ -116,8 +123,13 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(60)
+    # The machine drifts; measure the offline engine again after the server is gone and keep the best
+    # (the stricter ceiling for the server to be compared with).
+    offline_runs.append(offline_rate())
+    offline = max(offline_runs)
 
-    result = {"machine": machine_info(), "offline_pairs_per_second": offline, "levels": levels,
+    result = {"machine": machine_info(), "offline_pairs_per_second": offline, "offline_runs": offline_runs,
+              "levels": levels,
               "ratio_at_32": levels[-1]["pairs_per_second"] / offline,
               "soak": {"requests": args.soak, "rss_mb_before": before, "rss_mb_after": after,
                        "growth": (after - before) / before, "requests_per_second": soak["requests_per_second"]}}
@@ -138,7 +150,8 @@ def markdown(r: dict) -> str:
                      f"{level['requests_per_second']:.2f} | {level['p50_ms']:.0f} | {level['p95_ms']:.0f} | "
                      f"{level['p99_ms']:.0f} | {level['pairs_per_second'] / r['offline_pairs_per_second']:.0%} |")
     s = r["soak"]
-    lines += ["", f"Offline engine on the same pairs (one in-process call): {r['offline_pairs_per_second']:.1f} pairs/s. "
+    lines += ["", f"Offline engine on the same pairs (one in-process call, best of a run before and after the "
+              f"server): {r['offline_pairs_per_second']:.1f} pairs/s. "
               f"At concurrency 32 the server reaches **{r['ratio_at_32']:.0%}** of it.", "",
               f"Memory: server RSS {s['rss_mb_before']:.0f} MB before and {s['rss_mb_after']:.0f} MB after "
               f"{s['requests']:,} more requests (1 query + 2 short passages, concurrency 32, "

@@ -22,6 +22,9 @@ from crossrank.server.errors import InferenceFailed, Overloaded
 
 logger = logging.getLogger("crossrank.server")
 
+ADAPTIVE_SHARE = 0.02  # gathering window as a share of the previous pass's duration
+ADAPTIVE_CAP_S = 0.2
+
 
 @dataclass
 class JobTimings:
@@ -55,6 +58,7 @@ class InferenceWorker:
                  on_pass=None):
         self.engine = engine
         self.max_wait = max_wait_ms / 1000.0
+        self._last_pass_seconds = 0.0
         self.max_pairs = max_pairs_per_pass
         self.retry_after_s = retry_after_s
         self.on_pass = on_pass or (lambda stats: None)
@@ -97,7 +101,8 @@ class InferenceWorker:
                 return
             jobs = [first]
             pairs = len(first.documents)
-            deadline = time.perf_counter() + self.max_wait
+            window = max(self.max_wait, min(ADAPTIVE_CAP_S, ADAPTIVE_SHARE * self._last_pass_seconds))
+            deadline = time.perf_counter() + window
             while pairs < self.max_pairs:
                 remaining = deadline - time.perf_counter()
                 try:
@@ -129,6 +134,7 @@ class InferenceWorker:
                 self._resolve(job, exception=InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}"))
             return
         seconds = time.perf_counter() - started
+        self._last_pass_seconds = seconds
         self.on_pass(PassStats(len(live), len(documents), stats.truncated_pairs, seconds))
         offset = 0
         total = max(1, len(documents))

@@ -95,15 +95,19 @@ class ScoringEngine:
         return result, stats
 
     def _pad(self, tokens, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """Right-pad one batch to its longest member."""
-        width = int(tokens.lengths[batch].max())
-        ids = np.full((len(batch), width), self.tokenizer.pad_id, dtype=np.int64)
-        mask = np.zeros((len(batch), width), dtype=np.int64)
-        types = np.zeros((len(batch), width), dtype=np.int64) if tokens.token_type_ids is not None else None
-        for row, index in enumerate(batch):
-            n = int(tokens.lengths[index])
-            ids[row, :n] = tokens.input_ids[index]
-            mask[row, :n] = 1
-            if types is not None:
-                types[row, :n] = tokens.token_type_ids[index]
-        return ids, mask, types
+        return pad_batch(tokens, batch, self.tokenizer.pad_id)
+
+
+def pad_batch(tokens, batch: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Right-pad the pairs ``batch`` (indices into ``tokens``) to their longest member: ids, mask, types."""
+    width = int(tokens.lengths[batch].max())
+    ids = np.full((len(batch), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(batch), width), dtype=np.int64)
+    types = np.zeros((len(batch), width), dtype=np.int64) if tokens.token_type_ids is not None else None
+    for row, index in enumerate(batch):
+        n = int(tokens.lengths[index])
+        ids[row, :n] = tokens.input_ids[index]
+        mask[row, :n] = 1
+        if types is not None:
+            types[row, :n] = tokens.token_type_ids[index]
+    return ids, mask, types

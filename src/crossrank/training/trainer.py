@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from crossrank.engine.scorer import ScoringEngine
+from crossrank.engine.scorer import ScoringEngine, pad_batch
 from crossrank.engine.torch_backend import TorchBackend, resolve_device
 from crossrank.model.loading import LoadedModel
 from crossrank.model.settings import CrossEncoderSettings
@@ -112,15 +112,7 @@ class Trainer:
         queries = [g.query for g in groups for _ in range(width)]
         docs = [g.documents[i] if i < len(g.documents) else "" for g in groups for i in range(width)]
         tokens = self.tokenizer(queries, docs)
-        longest = int(tokens.lengths.max())
-        ids = np.full((len(docs), longest), self.tokenizer.pad_id, dtype=np.int64)
-        mask = np.zeros_like(ids)
-        types = np.zeros_like(ids) if tokens.token_type_ids is not None else None
-        for row, n in enumerate(tokens.lengths):
-            ids[row, :n] = tokens.input_ids[row]
-            mask[row, :n] = 1
-            if types is not None:
-                types[row, :n] = tokens.token_type_ids[row]
+        ids, mask, types = pad_batch(tokens, np.arange(len(docs)), self.tokenizer.pad_id)
         inputs = {"input_ids": torch.from_numpy(ids).to(self.device),
                   "attention_mask": torch.from_numpy(mask).to(self.device)}
         if types is not None:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -95,9 +93,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from sentence_transformers import CrossEncoder as STCrossEncoder
     import sentence_transformers
-    import transformers
 
-    from crossrank import CrossEncoder, __version__
+    from crossrank import CrossEncoder
+    from crossrank.evaluation.machine import machine_info
     from crossrank.model.default import default_model_dir
 
     folder = str(default_model_dir())
@@ -145,11 +143,7 @@ def main() -> None:
         "threads": args.threads,
         "rounds": args.rounds,
         "model": "all-MiniLM-L6-v2 encoder + seeded 1-label head (crossrank demo folder)",
-        "machine": {
-            "cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__,
-            "sentence_transformers": sentence_transformers.__version__, "crossrank": __version__,
-        },
+        "machine": {**machine_info(), "sentence_transformers": sentence_transformers.__version__},
         "pairs_per_second": best,
         "pairs_per_second_median": {n: len(pairs) / statistics.median(t) for n, t in timings.items()},
         "ratio_crossrank_over_st": best["crossrank"] / best["sentence-transformers"],
@@ -174,16 +168,6 @@ def main() -> None:
     (args.out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
     (args.out / "throughput.md").write_text(_markdown(result))
     print(_markdown(result))
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _markdown(r: dict) -> str:

@@ -6,7 +6,6 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossrank import CrossEncoder
 from crossrank.engine.batching import plan_batches
 
 from texts import WORDS

@@ -12,7 +12,7 @@ import torch
 from crossrank import CrossEncoder, ModelLoadError
 from crossrank.errors import BackendUnavailableError
 
-from conftest import TOKENIZER_FILES, build_tiny_bert, tokenizer_source
+from conftest import build_tiny_bert
 
 
 def test_missing_folder_is_named(tmp_path):

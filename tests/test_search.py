@@ -8,7 +8,6 @@ import random
 import numpy as np
 import pytest
 
-from crossrank import CrossEncoder
 from crossrank.pipeline.searcher import Searcher
 from crossrank.ranking.chunking import aggregate, score_chunked, split_windows
 from crossrank.retrieval.bm25 import BM25Settings

@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from crossrank import CrossEncoder
 from crossrank.ranking.results import sigmoid
 
 KEY = "test-key"

@@ -102,10 +102,7 @@ class CollectionIndex:
             tmp = path / f".{MARKER}.tmp"
             tmp.write_text(json.dumps(meta, indent=2), encoding="utf-8")
             os.replace(tmp, path / MARKER)
-        index = cls(path)
-        if overwrite and index.generation > 0:
-            index.replace_all([])
-        return index
+        return cls(path)  # with overwrite, the caller's replace_all swaps every document in one generation
 
     def _load_generation(self) -> None:
         current = self.path / "CURRENT"

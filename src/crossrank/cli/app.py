@@ -43,7 +43,6 @@ def _root(
     log_level: str = typer.Option("WARNING", "--log-level", help="Logging level on stderr (DEBUG, INFO, ...)."),
 ) -> None:
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr, format="crossrank: %(levelname)s: %(message)s")
-    logging.getLogger("bm25s").setLevel(max(logging.WARNING, logging.getLogger().level))  # it logs at DEBUG
 
 
 @app.command()

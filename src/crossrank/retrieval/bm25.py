@@ -6,11 +6,16 @@ figures, so numbers are comparable.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import bm25s
 import numpy as np
+
+# bm25s pins its logger to DEBUG on import; let it follow the application's logging level instead.
+logging.getLogger("bm25s").setLevel(logging.NOTSET)
 
 
 @dataclass(frozen=True)
@@ -44,16 +49,12 @@ def _stemmer(settings: BM25Settings):
 
 
 def _tokenize(texts: list[str], settings: BM25Settings, progress: bool = False):
-    import bm25s
-
     return bm25s.tokenize(texts, stopwords=_stopwords(settings), stemmer=_stemmer(settings),
                           token_pattern=settings.token_pattern, show_progress=progress)
 
 
 def build_bm25(texts: Iterable[str], folder: Path, settings: BM25Settings, progress: bool = False) -> None:
     """Index texts (row i = document position i) and save to ``folder``."""
-    import bm25s
-
     corpus = list(texts)
     model = bm25s.BM25(k1=settings.k1, b=settings.b, method="lucene")
     if corpus:
@@ -66,8 +67,6 @@ class BM25Retriever:
     """Loads a saved BM25 index (memory-mapped) and answers top-k queries with row positions."""
 
     def __init__(self, folder: Path, settings: BM25Settings, size: int):
-        import bm25s
-
         self.settings = settings
         self.size = size
         self.model = bm25s.BM25.load(str(folder), mmap=True, show_progress=False) if size else None
@@ -77,8 +76,6 @@ class BM25Retriever:
         """(positions, scores) best first; fewer than k when fewer documents match."""
         if self.model is None or k < 1:
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
-        import bm25s
-
         tokens = bm25s.tokenize([query], stopwords=_stopwords(self.settings), stemmer=self._stem,
                                 token_pattern=self.settings.token_pattern, show_progress=False,
                                 return_ids=False)[0]

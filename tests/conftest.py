@@ -85,3 +85,23 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("CROSSRANK_HOME", None)
     else:
         os.environ["CROSSRANK_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def tiny_bi_encoder(tmp_path_factory) -> Path:
+    """A tiny random sentence-transformers bi-encoder (mean pooling, normalised), like all-MiniLM-L6-v2."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer import modules as models
+    except ImportError:  # sentence-transformers < 5.2
+        from sentence_transformers import models
+
+    base = build_tiny_bert(tmp_path_factory.mktemp("tiny-bi-base") / "model", head_scale=1.0, seed=3,
+                           initializer_range=0.05)
+    transformer = models.Transformer(str(base), max_seq_length=64)
+    dimension = getattr(transformer, "get_embedding_dimension", None) or transformer.get_word_embedding_dimension
+    pooling = models.Pooling(dimension(), "mean")
+    folder = tmp_path_factory.mktemp("tiny-bi") / "model"
+    SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(folder))
+    return folder

@@ -156,13 +156,36 @@ def test_roberta_style_model_without_token_types(tmp_path):
     assert ids[0] == 0 and ids[-1] == 2 and ids.count(2) == 3  # <s> q </s></s> d </s>
 
 
-def test_default_model_is_built_offline_once(monkeypatch):
+def test_default_model_is_the_shipped_trained_reranker_and_loads_offline(monkeypatch):
+    import json
+
+    from crossrank.model.default import DEFAULT_MODEL_DIR
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    first = CrossEncoder()
-    assert first.model_dir.name == "demo-minilm-l6-untrained-head"
-    assert "untrained" in (first.model_dir / "README.md").read_text()
-    mtime = (first.model_dir / "model.safetensors").stat().st_mtime
-    second = CrossEncoder()
-    assert (second.model_dir / "model.safetensors").stat().st_mtime == mtime
-    pairs = [("How many people live in Berlin?", "Berlin is well known for its museums.")]
-    assert first.score(pairs)[0] == second.score(pairs)[0]
+    ce = CrossEncoder()
+    assert ce.model_dir == DEFAULT_MODEL_DIR
+    weights = DEFAULT_MODEL_DIR / "model.safetensors"
+    assert weights.stat().st_size < 50e6  # small enough to live in the repository (fp16)
+    assert json.loads((DEFAULT_MODEL_DIR / "config.json").read_text())["dtype"] == "float16"
+    card = (DEFAULT_MODEL_DIR / "README.md").read_text()
+    assert "## Training data" in card and "## Results" in card and "recipes/default_reranker" in card
+    assert ce.backend.model.dtype == torch.float32  # computed in fp32 on CPU
+    # It actually ranks: on plain web-style questions the answering passage comes first.
+    cases = [
+        ("how many people live in berlin", ["The recipe needs two eggs, flour and a pinch of salt.",
+                                            "Berlin has a population of about 3.7 million inhabitants.",
+                                            "Paris is the capital of France."]),
+        ("what is the boiling point of water", ["Water boils at 100 degrees Celsius at sea level.",
+                                                 "The stock market closed higher on Friday.",
+                                                 "Penguins live in the southern hemisphere."]),
+        ("symptoms of vitamin d deficiency", ["Vitamin D deficiency can cause bone pain, fatigue and muscle weakness.",
+                                              "The football match ended in a draw.",
+                                              "Rome was not built in a day."]),
+    ]
+    for (query, docs), answer in zip(cases, [1, 0, 0]):
+        best = ce.rerank(query, docs)[0]
+        assert best.index == answer, (query, best)
+        assert 0.0 <= best.probability <= 1.0
+    again = CrossEncoder()
+    pairs = [(cases[0][0], cases[0][1][1])]
+    assert again.score(pairs)[0] == ce.score(pairs)[0]

@@ -96,7 +96,7 @@ def test_hard_negative_mining_respects_range_positives_and_guard():
     assert all(g.labels == [1.0, 0.0, 0.0, 0.0] for g in groups)
 
 
-def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tmp_path):
+def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tiny_bi_encoder, tiny_model, tmp_path):
     import json
 
     from test_cli import run_cli
@@ -120,6 +120,17 @@ def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tmp_path):
     assert report["steps"] >= 1 and report["groups"] > 0 and report["best_dev"] is not None
     assert CrossEncoder(report["best_model"]).score([("apple", "apple river")]).shape == (1,)
 
+    # The same judgments distil a cross-encoder teacher into a bi-encoder.
+    proc = run_cli(["distill", "--data", str(root), "--teacher", str(tiny_model), "--student", str(tiny_bi_encoder),
+                    "--output-dir", str(tmp_path / "bi"), "--negatives", "3", "--rank-range", "1", "30",
+                    "--max-length", "32"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    report = json.loads(proc.stdout)
+    assert report["steps"] >= 1 and (tmp_path / "bi" / "modules.json").is_file()
+    from crossrank.model.bi_encoder import BiEncoder
+
+    assert BiEncoder(str(tmp_path / "bi")).encode(["apple"]).shape == (1, 32)
+
     examples = tmp_path / "ex.jsonl"
     examples.write_text('{"query": "apple", "positive": "apple apple", "negatives": ["stone", "cloud"]}\n'
                         '{"query": "river", "documents": ["river water", "paper"], "labels": [2.0, -1.0]}\n')
@@ -130,3 +141,33 @@ def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tmp_path):
     bad.write_text('{"query": "q"}\n')
     proc = run_cli(["train", "--examples", str(bad), "--output-dir", str(tmp_path / "out3")])
     assert proc.returncode == 3 and "bad.jsonl:1: not a training example" in proc.stderr.decode()
+
+
+def test_margin_mse_distillation_moves_the_bi_encoder_towards_the_teacher(tiny_bi_encoder, tmp_path):
+    from crossrank.model.bi_encoder import BiEncoder
+    from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
+    from crossrank.training.bi_encoder_distillation import DistillConfig, distil_bi_encoder, teacher_groups
+
+    groups = toy_groups(n=48, negatives=3, seed=2)
+
+    def teacher(pairs):  # a "cross-encoder" that knows the task: the query word repeated in the document
+        return np.array([4.0 * d.split().count(q) for q, d in pairs])
+
+    scored = teacher_groups(groups, teacher)
+    assert scored[0].documents == groups[0].documents
+    assert scored[0].labels == list(teacher([(groups[0].query, d) for d in groups[0].documents]))
+    assert scored[0].labels[0] >= 8.0 and max(scored[0].labels[1:]) == 0.0
+
+    def margin_error(folder):
+        bi = BiEncoderReranker(BiEncoder(str(folder)))
+        student = [20.0 * bi.score([(g.query, d) for d in g.documents]) for g in scored]
+        return float(np.mean([((s[0] - s[1:]) - (g.labels[0] - np.array(g.labels[1:]))) ** 2
+                              for s, g in zip(student, scored)]))
+
+    before = margin_error(tiny_bi_encoder)
+    config = DistillConfig(epochs=8, learning_rate=2e-3, groups_per_batch=8, warmup_ratio=0.0, max_length=32)
+    result = distil_bi_encoder(tiny_bi_encoder, scored, tmp_path / "student", config)
+    assert result.steps == 48 and np.mean(result.losses[-6:]) < 0.7 * np.mean(result.losses[:6])
+    assert margin_error(tmp_path / "student") < 0.7 * before
+    with pytest.raises(ValueError, match="negative"):
+        distil_bi_encoder(tiny_bi_encoder, [TrainingGroup("q", "q", ["only"], [1.0])], tmp_path / "x")

@@ -14,6 +14,7 @@ from crossrank.model.default import default_model_dir
 from crossrank.model.loading import load_model
 from crossrank.model.tokenization import PairTokenizer
 from crossrank.ranking.calibration import Calibration
+from crossrank.ranking.ensemble import EnsembleConfig, EnsembleScorer
 from crossrank.ranking.inputs import normalize_documents, validate_query, validate_top_k
 from crossrank.ranking.results import RerankResult, rank_scores, sigmoid
 
@@ -40,6 +41,8 @@ class CrossEncoder:
     ``batch_tokens`` bounds padded tokens per batch; ``query_max_tokens`` caps the query so truncation
     only ever cuts the document; ``cls_only_last_layer`` computes the final layer for [CLS] alone on
     BERT-style models (exact to float32 rounding; set False to run the stock forward pass).
+    A folder with ``ensemble.json`` scores as the ensemble it declares; ``use_ensemble=False`` scores with
+    the folder's own weights alone.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class CrossEncoder:
         trust_remote_code: bool = False,
         revision: str | None = None,
         cls_only_last_layer: bool = True,
+        use_ensemble: bool = True,
     ):
         if backend != "torch":
             raise BackendUnavailableError(f"backend {backend!r} is not available; this version supports 'torch'")
@@ -75,6 +79,33 @@ class CrossEncoder:
             raise InvalidInputError(f"batch_tokens must be positive, got {batch_tokens}")
         self.engine = ScoringEngine(self.tokenizer, self.backend, batch_tokens, max_batch_size)
         self.last_stats: ScoreStats | None = None
+        # ensemble.json beside the weights: score with the folder's model plus its declared partners.
+        config = EnsembleConfig.load(loaded.model_dir) if use_ensemble else None
+        self.ensemble = self._load_ensemble(config, device, trust_remote_code)
+
+    def _load_ensemble(self, config: EnsembleConfig | None, device: str, trust_remote_code: bool):
+        if config is None:
+            return None
+        members = []
+        for member in config.members:
+            if member.kind == "cross-encoder" and member.path in (None, ".", ""):
+                members.append(_OwnWeights(self))
+            elif member.kind == "cross-encoder":
+                members.append(CrossEncoder(self.model_dir / member.path, device=device,
+                                            trust_remote_code=trust_remote_code))
+            else:
+                from crossrank.model.bi_encoder import BiEncoder
+                from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
+
+                path = None if member.path is None else self.model_dir / member.path
+                members.append(BiEncoderReranker(BiEncoder(path, device=device)))
+        return EnsembleScorer(members, config.weights, config.combine, config.stats)
+
+    def _score(self, queries: list[str], documents: list[str], progress) -> np.ndarray:
+        if self.ensemble is None:
+            scores, self.last_stats = self.engine.score(queries, documents, progress)
+            return scores
+        return self.ensemble.score(list(zip(queries, documents)), progress)
 
     def __repr__(self) -> str:
         return f"CrossEncoder({str(self.model_dir)!r}, device={self.device!r}, max_length={self.max_length})"
@@ -95,7 +126,7 @@ class CrossEncoder:
         for position, query in enumerate(queries):
             if not isinstance(query, str) or not isinstance(documents[position], str):
                 raise InvalidInputError(f"pair {position} must hold two strings")
-        scores, self.last_stats = self.engine.score(queries, documents, progress)
+        scores = self._score(queries, documents, progress)
         return _ACTIVATIONS[self.activation](scores) if apply_activation else scores
 
     def rerank(self, query: str, documents: Sequence[str | dict[str, Any]], top_k: int | None = None,
@@ -121,7 +152,7 @@ class CrossEncoder:
                 raise InvalidInputError(f"query {position}: {exc}" if len(queries) > 1 else str(exc)) from None
         flat_queries = [query for query, docs, _ in validated for _ in docs.texts]
         flat_docs = [text for _, docs, _ in validated for text in docs.texts]
-        scores, self.last_stats = self.engine.score(flat_queries, flat_docs, progress)
+        scores = self._score(flat_queries, flat_docs, progress)
         results, start = [], 0
         for _, docs, k in validated:
             end = start + len(docs.texts)
@@ -140,3 +171,17 @@ class CrossEncoder:
     def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> np.ndarray:
         """Alias of ``score(pairs, apply_activation=True)``, matching sentence-transformers' ``predict``."""
         return self.score(pairs, apply_activation=True, **kwargs)
+
+
+class _OwnWeights:
+    """An ensemble member that scores with the CrossEncoder's own engine (its folder's weights)."""
+
+    def __init__(self, owner: CrossEncoder):
+        self.owner = owner
+
+    def score(self, pairs, progress=None) -> np.ndarray:
+        scores, self.owner.last_stats = self.owner.engine.score([q for q, _ in pairs], [d for _, d in pairs], progress)
+        return scores
+
+    def probability(self, scores) -> np.ndarray:
+        return np.array([sigmoid(s) for s in np.asarray(scores).ravel()], dtype=np.float64)

@@ -108,6 +108,8 @@ def rerank_run(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
+    first_stage_weight: float = typer.Option(0.0, "--first-stage-weight", min=0.0, max=1.0,
+                                             help="Fuse with the run's own scores: (1-w) z(rerank) + w z(first stage), per query."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr."),
 ) -> None:
     """Rerank the top K of a first-stage run and write the new run (documents below K keep their order)."""
@@ -116,7 +118,7 @@ def rerank_run(
     def work() -> None:
         scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length)
         show = sys.stderr.isatty() if progress is None else progress
-        count = rerank_run_command(scorer, corpus, queries, run, depth, output, show)
+        count = rerank_run_command(scorer, corpus, queries, run, depth, output, show, first_stage_weight)
         typer.echo(f"crossrank rerank-run: reranked {count} queries -> {output}", err=True)
 
     _run(work)
@@ -338,6 +340,7 @@ def train(
     gradient_accumulation: int = typer.Option(1, "--grad-accum", min=1),
     max_length: int = typer.Option(256, "--max-length", min=16),
     eval_every: int = typer.Option(0, "--eval-every", min=0, help="Steps between dev evaluations (0: per epoch)."),
+    checkpoint_every: int = typer.Option(0, "--checkpoint-every", min=0, help="Steps between resumable checkpoints (0: with each evaluation)."),
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from output-dir/checkpoint."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
@@ -359,7 +362,7 @@ def train(
         metric = dev_ndcg(data, dev_split) if data is not None and dev_split else None
         config = TrainConfig(loss=loss, epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
                              gradient_accumulation=gradient_accumulation, max_length=max_length,
-                             eval_every=eval_every, seed=seed)
+                             eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
         trainer = Trainer(model or str(encoder_dir()), output_dir, config, device=device, dev_metric=metric)
         from crossrank.cli.progress import pair_progress
 
@@ -371,6 +374,54 @@ def train(
                                "last_loss": result.losses[-1] if result.losses else None,
                                "dev_history": result.dev_history, "best_dev": result.best_dev,
                                "best_model": str(output_dir / "best")}))
+
+    _run(work)
+
+
+@app.command()
+def distill(
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where the distilled bi-encoder is saved."),
+    data: Path = typer.Option(..., "--data", help="BEIR folder: judged positives of --split plus BM25 negatives."),
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="Cross-encoder teacher (default: the shipped reranker)."),
+    student: Optional[str] = typer.Option(None, "--student", help="Sentence-transformers bi-encoder (default: all-MiniLM-L6-v2)."),
+    split: str = typer.Option("train", "--split", help="Qrels split to train on."),
+    negatives: int = typer.Option(7, "--negatives", min=1, help="Hard negatives per positive."),
+    rank_range: tuple[int, int] = typer.Option((5, 100), "--rank-range", help="BM25 ranks to mine negatives from."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.01),
+    learning_rate: float = typer.Option(2e-5, "--lr", min=0),
+    groups_per_batch: int = typer.Option(8, "--batch-groups", min=1),
+    max_length: int = typer.Option(256, "--max-length", min=16),
+    scale: float = typer.Option(20.0, "--scale", min=0.01, help="Student score = scale x cosine."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+) -> None:
+    """Distil a cross-encoder into the bi-encoder (dense first stage) with Margin-MSE on teacher scores."""
+    def work() -> None:
+        import json
+
+        from crossrank.cross_encoder import CrossEncoder
+        from crossrank.model.default import encoder_dir
+        from crossrank.training.bi_encoder_distillation import DistillConfig, distil_bi_encoder, teacher_groups
+        from crossrank.training.datasets import groups_from_beir
+
+        groups = groups_from_beir(data, split, negatives, rank_range, seed=seed)
+        if not groups:
+            raise InvalidInputError("no training groups: check the split and that queries have judged positives")
+        ce = CrossEncoder(teacher, device=device)
+        from crossrank.cli.progress import pair_progress
+
+        show = sys.stderr.isatty()
+        total = sum(len(g.documents) for g in groups)
+        with pair_progress(show, "teacher scoring", total) as advance:
+            scored = teacher_groups(groups, lambda pairs: ce.score(pairs, progress=advance))
+        config = DistillConfig(epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
+                               scale=scale, max_length=max_length, seed=seed)
+        with pair_progress(show, "distillation steps") as advance:
+            result = distil_bi_encoder(student or encoder_dir(), scored, output_dir, config, device=device,
+                                       progress=lambda step, value: advance(1))
+        typer.echo(json.dumps({"groups": len(scored), "steps": result.steps, "seconds": round(result.seconds, 1),
+                               "first_loss": result.losses[0], "last_loss": result.losses[-1],
+                               "bi_encoder": str(output_dir)}))
 
     _run(work)
 

@@ -63,7 +63,7 @@ def load_collection(corpus_path: Path, queries_path: Path, run_path: Path, depth
 
 
 def rerank_run_command(scorer, corpus: Path, queries: Path, run_path: Path, depth: int, output: Path,
-                       show_progress: bool) -> int:
+                       show_progress: bool, first_stage_weight: float = 0.0) -> int:
     from crossrank.cli.progress import pair_progress
     from crossrank.data.formats import write_trec_run
     from crossrank.pipeline.run_reranking import rerank_run
@@ -71,7 +71,8 @@ def rerank_run_command(scorer, corpus: Path, queries: Path, run_path: Path, dept
     query_texts, docs, run = load_collection(corpus, queries, run_path, depth)
     total = sum(min(depth, len(v)) for q, v in run.items() if q in query_texts)
     with pair_progress(show_progress, "reranking run", total) as advance:
-        reranked = rerank_run(scorer, run, query_texts, docs, depth, progress=advance)
+        reranked = rerank_run(scorer, run, query_texts, docs, depth, progress=advance,
+                              first_stage_weight=first_stage_weight)
     write_trec_run(reranked, output, tag="crossrank")
     return len(reranked)
 

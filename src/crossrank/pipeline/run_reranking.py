@@ -13,6 +13,7 @@ import numpy as np
 
 from crossrank.errors import InvalidInputError
 from crossrank.data.formats import Document, Run, ranked
+from crossrank.ranking.score_fusion import fuse_with_first_stage
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +42,22 @@ def candidate_lists(run: Run, queries: dict[str, str], corpus: dict[str, Documen
 
 
 def rerank_run(scorer: PairScorer, run: Run, queries: dict[str, str], corpus: dict[str, Document], depth: int,
-               progress: Callable[[int], None] | None = None) -> Run:
-    """A new run: reranked top ``depth`` per query, then the first-stage tail."""
+               progress: Callable[[int], None] | None = None, first_stage_weight: float = 0.0) -> Run:
+    """A new run: reranked top ``depth`` per query, then the first-stage tail.
+
+    ``first_stage_weight`` > 0 fuses each candidate's score with its first-stage score
+    (``crossrank.ranking.score_fusion``) instead of ranking by the reranker alone.
+    """
     lists = candidate_lists(run, queries, corpus, depth)
     pairs = [(queries[qid], corpus[doc].full_text) for qid, docs in lists.items() for doc in docs]
-    scores = scorer.score(pairs, progress=progress)
+    scores = np.asarray(scorer.score(pairs, progress=progress), dtype=np.float64)
+    if first_stage_weight:
+        fused, start = [], 0
+        for qid, docs in lists.items():
+            end = start + len(docs)
+            fused.append(fuse_with_first_stage(scores[start:end], [run[qid][d] for d in docs], first_stage_weight))
+            start = end
+        scores = np.concatenate(fused) if fused else scores
     return merge_scores(run, lists, scores)
 
 

@@ -4,21 +4,78 @@ Members' raw logits live on different scales, so they are combined either as z-s
 scores standardised with a mean and deviation fitted once on reference pairs, so that a pair's score
 never depends on what else is in the call) or as calibrated probabilities (each member's
 ``probability``: its calibration.json, else the sigmoid). Weights default to equal.
+
+A model folder can declare itself an ensemble with ``ensemble.json`` (see ``EnsembleConfig``): its own
+cross-encoder weights plus, for example, the all-MiniLM-L6-v2 bi-encoder, with fitted weights and
+z-score statistics. ``CrossEncoder(folder)`` then scores with the whole ensemble, so an ensemble is
+usable anywhere a single model is (Python API, CLI, HTTP server).
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from crossrank.errors import InvalidInputError
+from crossrank.errors import InvalidInputError, ModelLoadError
 
 COMBINATIONS = ("zscore", "probability")
+ENSEMBLE_FILE = "ensemble.json"
+MEMBER_KINDS = ("cross-encoder", "bi-encoder")
+
+
+@dataclass
+class EnsembleMember:
+    """``kind`` cross-encoder with ``path`` relative to the folder ("." = the folder's own weights), or
+    kind bi-encoder with ``path`` None for the default all-MiniLM-L6-v2."""
+
+    kind: str
+    path: str | None = None
+
+
+@dataclass
+class EnsembleConfig:
+    """The contents of ``ensemble.json``."""
+
+    members: list[EnsembleMember]
+    weights: list[float]
+    combine: str = "zscore"
+    stats: list[tuple[float, float]] | None = None  # per member (mean, std) for zscore
+    notes: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "EnsembleConfig | None":
+        path = Path(folder) / ENSEMBLE_FILE
+        if not path.is_file():
+            return None
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            members = [EnsembleMember(m["kind"], m.get("path")) for m in raw["members"]]
+            stats = [(float(a), float(b)) for a, b in raw["stats"]] if raw.get("stats") else None
+            config = cls(members, [float(w) for w in raw["weights"]], raw.get("combine", "zscore"), stats,
+                         raw.get("notes", {}))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelLoadError(f"{path}: not a valid ensemble file ({exc})") from None
+        if any(m.kind not in MEMBER_KINDS for m in config.members):
+            raise ModelLoadError(f"{path}: member kinds must be one of {', '.join(MEMBER_KINDS)}")
+        if config.stats is not None and len(config.stats) != len(config.members):
+            raise ModelLoadError(f"{path}: one (mean, std) per member")
+        return config
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / ENSEMBLE_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(path)
+        return path
 
 
 class EnsembleScorer:
-    def __init__(self, members: Sequence, weights: Sequence[float] | None = None, combine: str = "zscore"):
+    def __init__(self, members: Sequence, weights: Sequence[float] | None = None, combine: str = "zscore",
+                 stats: Sequence[tuple[float, float]] | None = None):
         if not members:
             raise InvalidInputError("an ensemble needs at least one member")
         if combine not in COMBINATIONS:
@@ -29,7 +86,9 @@ class EnsembleScorer:
         self.members = list(members)
         self.weights = np.asarray(weights, dtype=np.float64) / sum(weights)
         self.combine = combine
-        self.stats: list[tuple[float, float]] | None = None
+        self.stats: list[tuple[float, float]] | None = list(stats) if stats is not None else None
+        if self.stats is not None and len(self.stats) != len(self.members):
+            raise InvalidInputError("one (mean, std) per member")
         self.last_stats = None
 
     @property
@@ -50,14 +109,13 @@ class EnsembleScorer:
             raise InvalidInputError("call fit_normalization(reference_pairs) before scoring with zscore")
         total = np.zeros(len(pairs), dtype=np.float64)
         for i, (member, weight) in enumerate(zip(self.members, self.weights)):
-            raw = np.asarray(member.score(pairs), dtype=np.float64)
+            # Progress follows the first member (the cross-encoder: by far the slowest pass).
+            raw = np.asarray(member.score(pairs, progress=progress if i == 0 else None), dtype=np.float64)
             if self.combine == "zscore":
                 mean, std = self.stats[i]
                 total += weight * (raw - mean) / std
             else:
                 total += weight * np.asarray(member.probability(raw), dtype=np.float64)
-        if progress is not None:
-            progress(len(pairs))
         return total.astype(np.float32)
 
     def probability(self, scores) -> np.ndarray:

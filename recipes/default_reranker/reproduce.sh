@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Rebuild crossrank's default reranker from ../shared/data (about 60 minutes on a 2-core CPU).
+# Run from the repository root with the project's virtual environment active.
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+WORK=${WORK:-/tmp/crossrank-default}
+mkdir -p "$WORK"
+
+# 1. Training examples: MS MARCO dev-small queries x the TREC DL 2020 passage pool scored by the
+#    all-MiniLM-L6-v2 bi-encoder (distillation), plus SciFact and NFCorpus train judgments.  (~5 min)
+python recipes/default_reranker/build_data.py --data "$DATA" --output "$WORK/train.jsonl"
+
+# 2. Listwise KL distillation / listwise CE from the all-MiniLM-L6-v2 weights, half an epoch.  (~55 min)
+crossrank train --examples "$WORK/train.jsonl" --output-dir "$WORK/ce" --loss listwise --epochs 0.5 \
+  --lr 7e-5 --batch-groups 8 --max-length 128 --checkpoint-every 100 --seed 0
+
+# 3. Package: fp16 safetensors + tokenizer + ensemble.json (adds the bi-encoder cosine, z-scored).
+python recipes/default_reranker/make_default.py --trained "$WORK/ce/final" --examples "$WORK/train.jsonl" \
+  --output src/crossrank/default_model --bi-encoder-weight 0.5
+
+# 4. Calibration (Platt) on TREC DL 2020 judgments: fitted on half the queries, ECE/Brier on the other half.
+crossrank calibrate --data "$DATA/trec-dl-2020" --split test --run "$DATA/trec-dl-2020/runs/bm25.top100.tsv" \
+  --depth 100 --method platt --relevance-level 2
+
+# 5. Quality: nDCG@10 of BM25 top-100 reranked on TREC DL 2020, SciFact and NFCorpus test splits.
+python benchmarks/reranker_quality.py --model src/crossrank/default_model --name default_reranker_quality

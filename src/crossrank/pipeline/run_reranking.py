@@ -13,7 +13,7 @@ import numpy as np
 
 from crossrank.errors import InvalidInputError
 from crossrank.data.formats import Document, Run, ranked
-from crossrank.ranking.score_fusion import fuse_with_first_stage
+from crossrank.ranking.score_fusion import fuse_flat
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,8 @@ def rerank_run(scorer: PairScorer, run: Run, queries: dict[str, str], corpus: di
     pairs = [(queries[qid], corpus[doc].full_text) for qid, docs in lists.items() for doc in docs]
     scores = np.asarray(scorer.score(pairs, progress=progress), dtype=np.float64)
     if first_stage_weight:
-        fused, start = [], 0
-        for qid, docs in lists.items():
-            end = start + len(docs)
-            fused.append(fuse_with_first_stage(scores[start:end], [run[qid][d] for d in docs], first_stage_weight))
-            start = end
-        scores = np.concatenate(fused) if fused else scores
+        first = np.array([run[qid][d] for qid, docs in lists.items() for d in docs], dtype=np.float64)
+        scores = fuse_flat(scores, first, [len(docs) for docs in lists.values()], first_stage_weight)
     return merge_scores(run, lists, scores)
 
 

@@ -107,16 +107,21 @@ class EnsembleScorer:
     def score(self, pairs: Sequence[tuple[str, str]], progress: Callable[[int], None] | None = None) -> np.ndarray:
         if self.combine == "zscore" and self.stats is None:
             raise InvalidInputError("call fit_normalization(reference_pairs) before scoring with zscore")
-        total = np.zeros(len(pairs), dtype=np.float64)
-        for i, (member, weight) in enumerate(zip(self.members, self.weights)):
-            # Progress follows the first member (the cross-encoder: by far the slowest pass).
-            raw = np.asarray(member.score(pairs, progress=progress if i == 0 else None), dtype=np.float64)
+        # Progress follows the first member (the cross-encoder: by far the slowest pass).
+        raw = [member.score(pairs, progress=progress if i == 0 else None) for i, member in enumerate(self.members)]
+        return self.combine_scores(raw).astype(np.float32)
+
+    def combine_scores(self, member_scores: Sequence[np.ndarray]) -> np.ndarray:
+        """The weighted combination of members' raw scores (one array per member, same pairs), float64."""
+        total = np.zeros(len(member_scores[0]), dtype=np.float64)
+        for i, (member, weight, raw) in enumerate(zip(self.members, self.weights, member_scores)):
+            raw = np.asarray(raw, dtype=np.float64)
             if self.combine == "zscore":
                 mean, std = self.stats[i]
                 total += weight * (raw - mean) / std
             else:
                 total += weight * np.asarray(member.probability(raw), dtype=np.float64)
-        return total.astype(np.float32)
+        return total
 
     def probability(self, scores) -> np.ndarray:
         """For ``probability`` combinations the score already is one; z-scores go through a sigmoid."""

@@ -36,6 +36,15 @@ def fuse_with_first_stage(rerank: Sequence[float], first_stage: Sequence[float],
     return (1.0 - weight) * zscore(rerank) + weight * zscore(first_stage)
 
 
+def fuse_flat(rerank: np.ndarray, first_stage: np.ndarray, sizes: Sequence[int], weight: float) -> np.ndarray:
+    """``fuse_with_first_stage`` over consecutive candidate lists of the given sizes (flat arrays)."""
+    fused, start = [], 0
+    for size in sizes:
+        fused.append(fuse_with_first_stage(rerank[start:start + size], first_stage[start:start + size], weight))
+        start += size
+    return np.concatenate(fused) if fused else np.asarray(rerank, dtype=np.float64)
+
+
 @dataclass
 class FusionFit:
     weight: float

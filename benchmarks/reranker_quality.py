@@ -45,9 +45,11 @@ def bm25_run(folder: Path, queries: dict[str, str], depth: int) -> dict[str, dic
 
 
 def first_stage(name: str, split: str, depth: int):
+    """(folder, qrels, queries, BM25 top-``depth`` run) of a split; ``name`` is a dataset in ../shared/data
+    or a BEIR folder's path."""
     from crossrank.data.formats import ranked, read_qrels, read_queries, read_run
 
-    folder = DATA / name
+    folder = Path(name) if "/" in name else DATA / name
     qrels = read_qrels(folder / "qrels" / f"{split}.tsv").qrels
     queries = {q: t for q, t in read_queries(folder / "queries.jsonl").items() if q in qrels}
     if (folder / "runs" / "bm25.top100.tsv").is_file():

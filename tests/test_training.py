@@ -94,6 +94,33 @@ def test_hard_negative_mining_respects_range_positives_and_guard():
     groups = build_groups({"q1": "query"}, {f"d{i}": f"text {i}" for i in range(1, 31)}, qrels, few)
     assert [g.documents[0] for g in groups] == ["text 12", "text 15"]
     assert all(g.labels == [1.0, 0.0, 0.0, 0.0] for g in groups)
+    # A broad query's many positives are capped to a seeded sample, so it cannot dominate the data.
+    broad = {"q1": {f"d{i}": 1 for i in range(1, 9)}, "q2": {"d9": 1}}
+    texts = {f"d{i}": f"text {i}" for i in range(1, 31)}
+    negs = {"q1": ["d20"], "q2": ["d21"]}
+    capped = build_groups({"q1": "a", "q2": "b"}, texts, broad, negs, max_positives=2, seed=3)
+    assert [g.query_id for g in capped] == ["q1", "q1", "q2"]
+    assert {g.documents[0] for g in capped[:2]} < {f"text {i}" for i in range(1, 9)}
+    assert capped == build_groups({"q1": "a", "q2": "b"}, texts, broad, negs, max_positives=2, seed=3)
+    assert len(build_groups({"q1": "a", "q2": "b"}, texts, broad, negs)) == 9
+
+
+def test_beir_groups_keep_only_positives_the_first_stage_retrieves(tmp_path):
+    import json
+
+    from crossrank.training.datasets import groups_from_beir
+
+    root = tmp_path / "beir"
+    (root / "qrels").mkdir(parents=True)
+    docs = {"lex": "aspirin lowers fever", "far": "a cohort of turkey poults", **{f"n{i}": f"aspirin note {i}" for i in range(6)}}
+    (root / "corpus.jsonl").write_text("".join(json.dumps({"_id": k, "title": "", "text": v}) + "\n" for k, v in docs.items()))
+    (root / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "aspirin fever"}) + "\n")
+    (root / "qrels" / "train.tsv").write_text("query-id\tcorpus-id\tscore\nq\tlex\t1\nq\tfar\t1\n")
+    every = groups_from_beir(root, "train", negatives=3, rank_range=(2, 8))
+    retrieved = groups_from_beir(root, "train", negatives=3, rank_range=(2, 8), positive_depth=5)
+    assert sorted(g.documents[0] for g in every) == [docs["far"], docs["lex"]]
+    assert [g.documents[0] for g in retrieved] == [docs["lex"]]  # "far" shares no word: BM25 never returns it
+    assert all(docs["far"] not in g.documents[1:] for g in every)  # a judged positive is never a negative
 
 
 def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tiny_bi_encoder, tiny_model, tmp_path):

@@ -334,7 +334,9 @@ def train(
     loss: str = typer.Option("listwise", "--loss", help="bce, ranknet, margin, listwise or margin-mse."),
     negatives: int = typer.Option(7, "--negatives", min=1, help="Hard negatives per positive."),
     rank_range: tuple[int, int] = typer.Option((10, 100), "--rank-range", help="BM25 ranks to mine negatives from."),
-    epochs: float = typer.Option(1.0, "--epochs", min=0.01),
+    max_positives: int = typer.Option(0, "--max-positives", min=0, help="Positives per query, a seeded sample (0: all)."),
+    positive_depth: int = typer.Option(0, "--positive-depth", min=0, help="Only positives BM25 ranks in its top N (0: all)."),
+    epochs: float = typer.Option(1.0, "--epochs", min=0.001),
     learning_rate: float = typer.Option(3e-5, "--lr", min=0),
     groups_per_batch: int = typer.Option(8, "--batch-groups", min=1, help="Queries (groups) per batch."),
     gradient_accumulation: int = typer.Option(1, "--grad-accum", min=1),
@@ -356,7 +358,8 @@ def train(
         if (data is None) == (examples is None):
             raise InvalidInputError("give exactly one of --data BEIR_FOLDER or --examples FILE")
         groups = groups_from_jsonl(examples) if examples else groups_from_beir(data, split, negatives, rank_range,
-                                                                                seed=seed)
+                                                                                seed=seed, max_positives=max_positives or None,
+                                                                                positive_depth=positive_depth or None)
         if not groups:
             raise InvalidInputError("no training groups: check the split and that queries have judged positives")
         metric = dev_ndcg(data, dev_split) if data is not None and dev_split else None

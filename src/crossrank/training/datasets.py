@@ -29,13 +29,21 @@ def bm25_candidates(corpus_path: Path, queries: dict[str, str], depth: int) -> d
 
 
 def groups_from_beir(folder: Path, split: str, negatives: int, rank_range: tuple[int, int],
-                     relevance_level: int = 1, seed: int = 0) -> list[TrainingGroup]:
+                     relevance_level: int = 1, seed: int = 0, max_positives: int | None = None,
+                     positive_depth: int | None = None) -> list[TrainingGroup]:
+    """Groups of judged positive + BM25 hard negatives. ``positive_depth`` keeps only positives that BM25
+    ranks within its top ``positive_depth``: the ones a reranker of that first stage ever sees (on
+    NFCorpus most judged documents share no words with the query and only add noise)."""
     qrels = read_qrels(folder / "qrels" / f"{split}.tsv").qrels
     queries = {q: t for q, t in read_queries(folder / "queries.jsonl").items() if q in qrels}
-    candidates = bm25_candidates(folder / "corpus.jsonl", queries, rank_range[1])
+    candidates = bm25_candidates(folder / "corpus.jsonl", queries, max(rank_range[1], positive_depth or 0))
     mined = mine_hard_negatives(candidates, qrels, negatives, rank_range, relevance_level, seed)
+    positives = qrels
+    if positive_depth:
+        positives = {q: {d: g for d, g in judged.items() if d in set(candidates.get(q, [])[:positive_depth])}
+                     for q, judged in qrels.items()}
     texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl").values()}
-    return build_groups(queries, texts, qrels, mined, relevance_level)
+    return build_groups(queries, texts, positives, mined, relevance_level, max_positives, seed)
 
 
 def groups_from_jsonl(path: Path) -> list[TrainingGroup]:

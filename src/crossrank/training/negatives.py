@@ -51,15 +51,21 @@ def mine_hard_negatives(candidates: dict[str, list[str]], qrels: Qrels, negative
 
 
 def build_groups(queries: dict[str, str], texts: dict[str, str], qrels: Qrels, negatives: dict[str, list[str]],
-                 relevance_level: int = 1) -> list[TrainingGroup]:
-    """One group per (query, positive): [positive, *negatives], labels [1, 0, ...]."""
+                 relevance_level: int = 1, max_positives: int | None = None, seed: int = 0) -> list[TrainingGroup]:
+    """One group per (query, positive): [positive, *negatives], labels [1, 0, ...].
+
+    ``max_positives`` keeps at most that many positives per query (a seeded sample), so that broad queries
+    with hundreds of judged documents (NFCorpus has queries with over 1,000) do not make up most of the data.
+    """
+    rng = random.Random(seed)
     groups = []
     for qid, judged in qrels.items():
         if qid not in queries or not negatives.get(qid):
             continue
         negs = [texts[d] for d in negatives[qid] if d in texts]
-        for doc_id, grade in judged.items():
-            if grade >= relevance_level and doc_id in texts:
-                groups.append(TrainingGroup(qid, queries[qid], [texts[doc_id], *negs],
-                                            [1.0] + [0.0] * len(negs)))
+        positives = [d for d, grade in judged.items() if grade >= relevance_level and d in texts]
+        if max_positives is not None and len(positives) > max_positives:
+            positives = rng.sample(positives, max_positives)
+        for doc_id in positives:
+            groups.append(TrainingGroup(qid, queries[qid], [texts[doc_id], *negs], [1.0] + [0.0] * len(negs)))
     return groups

@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--after", required=True, help="The distilled bi-encoder folder.")
     parser.add_argument("--before", default=None, help="The bi-encoder before distillation (default all-MiniLM-L6-v2).")
     parser.add_argument("--notes", default="", help="How the distilled model was made (command, teacher, time).")
+    parser.add_argument("--name", default="dense_distillation", help="Result file name (without extension).")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args()
 
@@ -58,12 +59,12 @@ def main() -> None:
     result = {"machine": machine_info(), "dataset": args.dataset, "split": "test", "before": args.before or
               "all-MiniLM-L6-v2", "after": args.after, "notes": args.notes, "metrics": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "dense_distillation.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=2) + "\n")
     lines = [f"# Dense retrieval before/after cross-encoder distillation ({args.dataset} test, exact search)", "",
              args.notes, "", "| bi-encoder | nDCG@10 | Recall@100 |", "|---|---|---|"]
     for label, metrics in rows.items():
         lines.append(f"| {label} | {metrics['ndcg@10']:.4f} | {metrics['recall@100']:.4f} |")
-    (args.out / "dense_distillation.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
     print(json.dumps(rows))
 
 

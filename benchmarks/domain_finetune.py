@@ -106,7 +106,7 @@ def main() -> None:
     if args.output_model is not None and best < 1.0:  # at weight 1 the cross-encoder alone is the model
         EnsembleConfig(
             members=[EnsembleMember("cross-encoder", "."), EnsembleMember("bi-encoder", None)],
-            weights=[best, 1.0 - best], combine="zscore", stats=stats,
+            weights=[best, round(1.0 - best, 2)], combine="zscore", stats=stats,
             notes={"fitted": f"on {len(lists)} held-out queries of {args.fit} (BM25 top {args.fit_depth})",
                    "first_stage_weight": f"fuse with BM25 at {grid[best]['bm25_weight']} (crossrank rerank-run "
                                          f"--first-stage-weight)"},
@@ -148,7 +148,7 @@ def main() -> None:
     minutes = (results["training_seconds"] or 0) / 60
     lines = [f"# Domain fine-tuning: {name}", "",
              f"nDCG@10 reranking the BM25 top {args.depth} of the {len(lists)} test queries (max_length {args.max_length}). "
-             f"Cross-encoder fine-tuned from crossrank's default on the train split minus the fit queries: "
+             f"Cross-encoder fine-tuned with `crossrank train` (configuration in the JSON): "
              f"{results['training_steps']} steps, {minutes:.0f} min. Weights fitted on {len(keep)} held-out train "
              f"queries ({args.fit}, BM25 top {args.fit_depth}). Machine: {results['machine'].get('cpu', '')}.", "",
              "| system | nDCG@10 |", "|---|---|"]

@@ -106,6 +106,7 @@ def test_first_stage_fusion_values_and_weight_fit():
                                0.75 * zscore(rerank) + 0.25 * zscore(first))
     assert list(np.argsort(-fuse_with_first_stage(rerank, first, 1.0))) == [1, 2, 0]
     np.testing.assert_allclose(zscore([5.0, 5.0]), [0.0, 0.0])  # constant scores do not divide by zero
+    assert zscore([]).shape == (0,) and fuse_with_first_stage([], [], 0.5).shape == (0,)  # a query without candidates
     with pytest.raises(InvalidInputError):
         fuse_with_first_stage(rerank, first[:2], 0.5)
     with pytest.raises(InvalidInputError):

@@ -16,7 +16,7 @@ crossrank train -m src/crossrank/default_model --data "$WORK/scifact" --split tr
   --loss listwise --negatives 7 --rank-range 3 100 --epochs 1.5 --lr 4e-5 --batch-groups 8 --max-length 256 \
   --checkpoint-every 40 --seed 0 &
 crossrank train -m src/crossrank/default_model --data "$DATA/nfcorpus" --split train -o "$WORK/ce-nfcorpus" \
-  --loss listwise --negatives 7 --rank-range 10 100 --epochs 0.01 --lr 4e-5 --batch-groups 8 --max-length 256 \
+  --loss listwise --negatives 7 --rank-range 10 100 --max-positives 2 --positive-depth 100 --epochs 0.4 --lr 4e-5 --batch-groups 8 --max-length 256 \
   --checkpoint-every 40 --seed 0 &
 wait
 

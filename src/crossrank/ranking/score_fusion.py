@@ -21,6 +21,8 @@ DEFAULT_GRID = tuple(round(x, 2) for x in np.arange(0.0, 0.75, 0.05))
 
 def zscore(values: Sequence[float]) -> np.ndarray:
     x = np.asarray(values, dtype=np.float64)
+    if x.size == 0:
+        return x
     std = x.std()
     return (x - x.mean()) / std if std > 0 else np.zeros_like(x)
 

@@ -149,8 +149,8 @@ def main() -> None:
     lines = [f"# Domain fine-tuning: {name}", "",
              f"nDCG@10 reranking the BM25 top {args.depth} of the {len(lists)} test queries (max_length {args.max_length}). "
              f"Cross-encoder fine-tuned with `crossrank train` (configuration in the JSON): "
-             f"{results['training_steps']} steps, {minutes:.0f} min. Weights fitted on {len(keep)} held-out train "
-             f"queries ({args.fit}, BM25 top {args.fit_depth}). Machine: {results['machine'].get('cpu', '')}.", "",
+             f"{results['training_steps']} steps, {minutes:.0f} min. Weights fitted on {len(keep)} judged queries "
+             f"not trained on ({args.fit}, BM25 top {args.fit_depth}). Machine: {results['machine'].get('cpu', '')}.", "",
              "| system | nDCG@10 |", "|---|---|"]
     lines += [f"| {label} | {value:.4f} |" for label, value in row.items()]
     (args.out / f"domain_finetune_{name}.md").write_text("\n".join(lines) + "\n")

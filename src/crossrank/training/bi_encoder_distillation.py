@@ -128,7 +128,8 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
 
 
 def _embed(model, texts: list[str], device: str) -> torch.Tensor:
-    features = model.tokenize(texts)
+    prepare = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers >= 6 renamed it
+    features = prepare(texts)
     features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}
     embeddings = model(features)["sentence_embedding"]
     return torch.nn.functional.normalize(embeddings, dim=-1)

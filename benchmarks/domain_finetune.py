@@ -87,10 +87,13 @@ def main() -> None:
     def ndcg(r):
         return evaluate(qrels, r, ["ndcg@10"]).metrics["ndcg@10"]
 
+    def ensemble(weight, ce, cos):
+        """The score an ensemble.json with this cross-encoder weight gives (z statistics fixed above)."""
+        return EnsembleScorer([own, bi], [weight, round(1.0 - weight, 2)], stats=stats).combine_scores([ce, cos])
+
     grid = {}
     for weight in ENSEMBLE_GRID:
-        combined = EnsembleScorer([own, bi], [weight, 1.0 - weight], stats=stats)
-        fit = fit_first_stage_weight(to_run(lists, combined.combine_scores([ce, cos])), run, ndcg)
+        fit = fit_first_stage_weight(to_run(lists, ensemble(weight, ce, cos)), run, ndcg)
         grid[weight] = {"bm25_weight": fit.weight, "ndcg@10": fit.metric, "without_bm25": fit.by_weight[0.0]}
     best = max(grid, key=lambda w: (grid[w]["ndcg@10"], w))  # ties: more cross-encoder
     best_no_bm25 = max(grid, key=lambda w: (grid[w]["without_bm25"], w))
@@ -121,19 +124,15 @@ def main() -> None:
     ce = cached_scores(args.cache, key, own, pairs, f"{args.dataset} cross-encoder")
     cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{args.dataset} bi-encoder")
 
-    def ensemble(weight):
-        return EnsembleScorer([own, bi], [weight, 1.0 - weight],
-                              stats=stats).combine_scores([ce, cos])
-
     systems = {
         "BM25": bm25,
         "bi-encoder all-MiniLM-L6-v2 (cosine)": cos,
         f"bi-encoder + BM25 (w={grid[0.0]['bm25_weight']}, no cross-encoder)": fuse_flat(cos, bm25, sizes, grid[0.0]["bm25_weight"]),
         "fine-tuned cross-encoder alone": ce,
         f"fine-tuned cross-encoder + BM25 (w={grid[1.0]['bm25_weight']})": fuse_flat(ce, bm25, sizes, grid[1.0]["bm25_weight"]),
-        f"fine-tuned ensemble (cross-encoder weight {best_no_bm25})": ensemble(best_no_bm25),
+        f"fine-tuned ensemble (cross-encoder weight {best_no_bm25})": ensemble(best_no_bm25, ce, cos),
         f"**fine-tuned ensemble (cross-encoder weight {best}) + BM25 (w={grid[best]['bm25_weight']})**":
-            fuse_flat(ensemble(best), bm25, sizes, grid[best]["bm25_weight"]),
+            fuse_flat(ensemble(best, ce, cos), bm25, sizes, grid[best]["bm25_weight"]),
     }
     row = {label: evaluate(qrels, to_run(lists, s), ["ndcg@10"]).metrics["ndcg@10"] for label, s in systems.items()}
     results = {"machine": machine_info(), "dataset": args.dataset, "trained": str(args.trained),

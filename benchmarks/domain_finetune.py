@@ -31,18 +31,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reranker_quality import cached_scores, first_stage, to_run  # noqa: E402  (shared benchmark helpers)
+from reranker_quality import cached_scores, first_stage, pairs_of, to_run  # noqa: E402  (shared benchmark helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE_GRID = tuple(round(x, 1) for x in np.arange(0.0, 1.01, 0.1))  # the cross-encoder's weight
-
-
-def pairs_of(folder: Path, lists: dict[str, list[str]], queries: dict[str, str]):
-    from crossrank.data.formats import read_corpus
-
-    needed = {d for docs in lists.values() for d in docs}
-    texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl", ids=needed).values()}
-    return [(queries[q], texts[d]) for q, docs in lists.items() for d in docs]
 
 
 def main() -> None:
@@ -82,7 +74,7 @@ def main() -> None:
     pairs = pairs_of(folder, lists, queries)
     ce = cached_scores(args.cache, key, own, pairs, f"{args.fit} cross-encoder")
     cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{args.fit} bi-encoder")
-    stats = [(float(ce.mean()), float(ce.std()) or 1.0), (float(cos.mean()), float(cos.std()) or 1.0)]
+    stats = EnsembleScorer([own, bi]).normalization_from_scores([ce, cos]).stats  # label-free
 
     def ndcg(r):
         return evaluate(qrels, r, ["ndcg@10"]).metrics["ndcg@10"]

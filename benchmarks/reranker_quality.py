@@ -76,6 +76,15 @@ def cached_scores(cache: Path, key: str, scorer, pairs, label: str) -> np.ndarra
     return scores
 
 
+def pairs_of(folder: Path, lists: dict[str, list[str]], queries: dict[str, str]) -> list[tuple[str, str]]:
+    """(query, document text) for every candidate of every query, in list order."""
+    from crossrank.data.formats import read_corpus
+
+    needed = {d for docs in lists.values() for d in docs}
+    texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl", ids=needed).values()}
+    return [(queries[q], texts[d]) for q, docs in lists.items() for d in docs]
+
+
 def to_run(lists, scores) -> dict[str, dict[str, float]]:
     run, start = {}, 0
     for qid, docs in lists.items():
@@ -98,7 +107,6 @@ def main() -> None:
     args = parser.parse_args()
 
     from crossrank.cross_encoder import CrossEncoder
-    from crossrank.data.formats import read_corpus
     from crossrank.evaluation.machine import machine_info
     from crossrank.evaluation.metrics import evaluate
     from crossrank.model.bi_encoder import BiEncoder
@@ -125,10 +133,8 @@ def main() -> None:
         keep = sorted(run)[:args.fit_queries]
         run = {q: run[q] for q in keep}
         qrels = {q: qrels[q] for q in keep}
-        needed = {d for docs in run.values() for d in docs}
-        texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl", ids=needed).values()}
         lists = {q: list(docs) for q, docs in run.items()}
-        pairs = [(queries[q], texts[d]) for q, docs in lists.items() for d in docs]
+        pairs = pairs_of(folder, lists, queries)
         ce = cached_scores(args.cache, model_key + f"own{own.max_length}", own, pairs, f"{name}:{split} cross-encoder")
         cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{name}:{split} bi-encoder")
         fit = fit_first_stage_weight(to_run(lists, shipped_scores(ce, cos)), run,
@@ -142,10 +148,8 @@ def main() -> None:
         if not (DATA / name).is_dir():
             sys.exit(f"{DATA / name} not found")
         folder, qrels, queries, run = first_stage(name, "test", args.depth)
-        needed = {d for docs in run.values() for d in docs}
-        texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl", ids=needed).values()}
         lists = {q: list(docs) for q, docs in run.items()}
-        pairs = [(queries[q], texts[d]) for q, docs in lists.items() for d in docs]
+        pairs = pairs_of(folder, lists, queries)
         bm25 = np.array([run[q][d] for q, docs in lists.items() for d in docs], dtype=np.float64)
         ce = cached_scores(args.cache, model_key + f"own{own.max_length}", own, pairs, f"{name} cross-encoder")
         cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{name} bi-encoder")

@@ -98,9 +98,13 @@ class EnsembleScorer:
 
     def fit_normalization(self, pairs: Sequence[tuple[str, str]]) -> "EnsembleScorer":
         """Mean and deviation of each member's scores on reference pairs (e.g. a sample of real candidates)."""
+        return self.normalization_from_scores([member.score(pairs) for member in self.members])
+
+    def normalization_from_scores(self, member_scores: Sequence[np.ndarray]) -> "EnsembleScorer":
+        """``fit_normalization`` from each member's scores on the reference pairs, when they are already known."""
         self.stats = []
-        for member in self.members:
-            scores = np.asarray(member.score(pairs), dtype=np.float64)
+        for raw in member_scores:
+            scores = np.asarray(raw, dtype=np.float64)
             self.stats.append((float(scores.mean()), float(scores.std()) or 1.0))
         return self
 

@@ -40,8 +40,8 @@ def groups_from_beir(folder: Path, split: str, negatives: int, rank_range: tuple
     mined = mine_hard_negatives(candidates, qrels, negatives, rank_range, relevance_level, seed)
     positives = qrels
     if positive_depth:
-        positives = {q: {d: g for d, g in judged.items() if d in set(candidates.get(q, [])[:positive_depth])}
-                     for q, judged in qrels.items()}
+        retrieved = {q: set(ranking[:positive_depth]) for q, ranking in candidates.items()}
+        positives = {q: {d: g for d, g in judged.items() if d in retrieved.get(q, ())} for q, judged in qrels.items()}
     texts = {d.id: d.full_text for d in read_corpus(folder / "corpus.jsonl").values()}
     return build_groups(queries, texts, positives, mined, relevance_level, max_positives, seed)
 

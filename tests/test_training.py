@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from crossrank import CrossEncoder
+from crossrank.errors import InvalidInputError
 from crossrank.training.losses import LOSSES, listwise_softmax_ce, margin_mse, pointwise_bce, ranknet
 from crossrank.training.negatives import TrainingGroup, build_groups, mine_hard_negatives
 from crossrank.training.trainer import TrainConfig, Trainer
@@ -57,6 +58,28 @@ def test_each_loss_falls_on_a_toy_task(trainable_model, tmp_path, loss):
     ce = CrossEncoder(str(tmp_path / loss / "best"))
     wins = [ce.score([(g.query, d) for d in g.documents]).argmax() == 0 for g in groups]
     assert np.mean(wins) > 0.4, np.mean(wins)
+
+
+def test_bf16_training_on_cpu_learns_and_saves_fp32_weights(trainable_model, tmp_path):
+    """bf16 autocast on CPU (fast on AMX cores) still learns the toy task; the saved master weights stay fp32."""
+    groups = toy_groups()
+    config = TrainConfig(loss="listwise", epochs=6, learning_rate=5e-3, groups_per_batch=8, warmup_ratio=0.0,
+                         max_length=32, seed=0, precision="bf16")
+    result = Trainer(str(trainable_model), tmp_path / "bf16", config).train(groups)
+    assert np.mean(result.losses[-4:]) < 0.8 * np.mean(result.losses[:4])
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "bf16" / "best" / "model.safetensors"), "pt") as weights:
+        assert {weights.get_tensor(k).dtype for k in weights.keys()} == {torch.float32}
+    ce = CrossEncoder(str(tmp_path / "bf16" / "best"))
+    wins = [ce.score([(g.query, d) for d in g.documents]).argmax() == 0 for g in groups]
+    assert np.mean(wins) > 0.4, np.mean(wins)
+
+
+@pytest.mark.parametrize("precision, device", [("fp8", "cpu"), ("fp16", "cpu")])
+def test_precision_is_checked_before_loading(precision, device, tmp_path):
+    with pytest.raises(InvalidInputError, match="precision|fp16 training needs a CUDA"):
+        Trainer(str(tmp_path / "no-model-here"), tmp_path / "run", TrainConfig(precision=precision), device=device)
 
 
 def test_dev_evaluation_keeps_the_best_checkpoint_and_resume_continues(trainable_model, tmp_path):

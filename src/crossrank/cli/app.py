@@ -346,6 +346,7 @@ def train(
     seed: int = typer.Option(0, "--seed"),
     resume: bool = typer.Option(False, "--resume", help="Continue from output-dir/checkpoint."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16/fp16 on CUDA, fp32 on CPU), fp32, bf16 (fast on CPUs with AMX) or fp16."),
 ) -> None:
     """Fine-tune a cross-encoder on judgments with hard negatives (or on JSONL examples)."""
     def work() -> None:
@@ -365,7 +366,7 @@ def train(
         metric = dev_ndcg(data, dev_split) if data is not None and dev_split else None
         config = TrainConfig(loss=loss, epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
                              gradient_accumulation=gradient_accumulation, max_length=max_length,
-                             eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed)
+                             eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed, precision=precision)
         trainer = Trainer(model or str(encoder_dir()), output_dir, config, device=device, dev_metric=metric)
         from crossrank.cli.progress import pair_progress
 

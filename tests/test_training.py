@@ -193,7 +193,8 @@ def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tiny_bi_encod
     assert proc.returncode == 3 and "bad.jsonl:1: not a training example" in proc.stderr.decode()
 
 
-def test_margin_mse_distillation_moves_the_bi_encoder_towards_the_teacher(tiny_bi_encoder, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_margin_mse_distillation_moves_the_bi_encoder_towards_the_teacher(tiny_bi_encoder, tmp_path, precision):
     from crossrank.model.bi_encoder import BiEncoder
     from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
     from crossrank.training.bi_encoder_distillation import DistillConfig, distil_bi_encoder, teacher_groups
@@ -215,9 +216,12 @@ def test_margin_mse_distillation_moves_the_bi_encoder_towards_the_teacher(tiny_b
                               for s, g in zip(student, scored)]))
 
     before = margin_error(tiny_bi_encoder)
-    config = DistillConfig(epochs=8, learning_rate=2e-3, groups_per_batch=8, warmup_ratio=0.0, max_length=32)
+    config = DistillConfig(epochs=8, learning_rate=2e-3, groups_per_batch=8, warmup_ratio=0.0, max_length=32,
+                           precision=precision)
     result = distil_bi_encoder(tiny_bi_encoder, scored, tmp_path / "student", config)
     assert result.steps == 48 and np.mean(result.losses[-6:]) < 0.7 * np.mean(result.losses[:6])
     assert margin_error(tmp_path / "student") < 0.7 * before
     with pytest.raises(ValueError, match="negative"):
         distil_bi_encoder(tiny_bi_encoder, [TrainingGroup("q", "q", ["only"], [1.0])], tmp_path / "x")
+    with pytest.raises(InvalidInputError, match="fp16"):
+        distil_bi_encoder(tiny_bi_encoder, scored, tmp_path / "y", DistillConfig(precision="fp16"))

@@ -398,6 +398,7 @@ def distill(
     scale: float = typer.Option(20.0, "--scale", min=0.01, help="Student score = scale x cosine."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    precision: str = typer.Option("auto", "--precision", help="auto (bf16 on CUDA if supported, else fp32), fp32 or bf16 (fast on CPUs with AMX)."),
 ) -> None:
     """Distil a cross-encoder into the bi-encoder (dense first stage) with Margin-MSE on teacher scores."""
     def work() -> None:
@@ -419,7 +420,7 @@ def distill(
         with pair_progress(show, "teacher scoring", total) as advance:
             scored = teacher_groups(groups, lambda pairs: ce.score(pairs, progress=advance))
         config = DistillConfig(epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
-                               scale=scale, max_length=max_length, seed=seed)
+                               scale=scale, max_length=max_length, seed=seed, precision=precision)
         with pair_progress(show, "distillation steps") as advance:
             result = distil_bi_encoder(student or encoder_dir(), scored, output_dir, config, device=device,
                                        progress=lambda step, value: advance(1))

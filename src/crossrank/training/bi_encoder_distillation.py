@@ -75,8 +75,8 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
     from crossrank.engine.torch_backend import resolve_device
     from crossrank.training.trainer import autocast_dtype
 
-    device_type = resolve_device(device).type
-    amp_dtype = autocast_dtype(config.precision, resolve_device(device))
+    resolved = resolve_device(device)
+    amp_dtype = autocast_dtype(config.precision, resolved)
     if amp_dtype == torch.float16:  # no loss scaling here: "auto" falls back to fp32 on GPUs without bf16
         if config.precision == "fp16":
             raise InvalidInputError("fp16 distillation is not supported (no loss scaling): use bf16")
@@ -108,7 +108,7 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
                 break
             batch = order[start:start + config.groups_per_batch]
             width = min(len(g.documents) for g in batch)  # equal widths: Margin-MSE compares column 0 to the rest
-            with torch.autocast(device_type, dtype=amp_dtype or torch.float32,
+            with torch.autocast(resolved.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
                 queries = _embed(model, [g.query for g in batch], device).float()
                 docs = _embed(model, [d for g in batch for d in g.documents[:width]], device).float()

@@ -23,8 +23,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from crossrank.errors import InvalidInputError
 from crossrank.training.losses.margin_mse import margin_mse
+from crossrank.training.precision import autocast_dtype
 from crossrank.training.negatives import TrainingGroup
 
 logger = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class DistillConfig:
     max_length: int = 256
     warmup_ratio: float = 0.1
     seed: int = 0
-    precision: str = "auto"  # as TrainConfig.precision: "bf16" is also fast on CPUs with AMX
+    precision: str = "auto"  # see crossrank.training.precision
 
 
 @dataclass
@@ -73,14 +73,9 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
     from sentence_transformers import SentenceTransformer
 
     from crossrank.engine.torch_backend import resolve_device
-    from crossrank.training.trainer import autocast_dtype
 
     resolved = resolve_device(device)
-    amp_dtype = autocast_dtype(config.precision, resolved)
-    if amp_dtype == torch.float16:  # no loss scaling here: "auto" falls back to fp32 on GPUs without bf16
-        if config.precision == "fp16":
-            raise InvalidInputError("fp16 distillation is not supported (no loss scaling): use bf16")
-        amp_dtype = None
+    amp_dtype = autocast_dtype(config.precision, resolved, fp16_ok=False)  # no loss scaling in this loop
     groups = [g for g in groups if len(g.documents) >= 2]
     if not groups:
         raise ValueError("distillation needs groups of a positive and at least one negative")

@@ -4,7 +4,7 @@
 # The two trainings run side by side, one CPU thread each (about 50 min together on a 2-core machine);
 # evaluation adds about 40 min (CPU cross-encoder scoring of 2 x 30k test pairs at 256 tokens).
 # On a CPU with bf16 units (AMX / AVX512-BF16) add --precision bf16 to each crossrank train: one SciFact run
-# then takes 18 min on 2 threads (measured; benchmarks/results/domain_finetune_scifact_bf16.md).
+# then takes 18 min (SciFact) or 23 min (NFCorpus) on 2 threads (measured; benchmarks/results/domain_finetune_*_bf16.md).
 set -euo pipefail
 DATA=${DATA:-../shared/data}
 WORK=${WORK:-/tmp/dom}

@@ -29,7 +29,8 @@ from crossrank.data.formats import read_corpus
 from crossrank.model.bi_encoder import BiEncoder
 from crossrank.training.datasets import bm25_candidates
 
-TEMPERATURE = 0.05
+from build_data import TEMPERATURE  # the stage-1/2 distillation temperature (this folder, run as a script)
+
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 

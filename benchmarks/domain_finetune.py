@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reranker_quality import cached_scores, first_stage, pairs_of, to_run  # noqa: E402  (shared benchmark helpers)
+from reranker_quality import cached_scores, first_stage, model_cache_key, pairs_of, to_run  # noqa: E402  (shared benchmark helpers)
 
 ROOT = Path(__file__).resolve().parents[1]
 ENSEMBLE_GRID = tuple(round(x, 1) for x in np.arange(0.0, 1.01, 0.1))  # the cross-encoder's weight
@@ -62,7 +62,7 @@ def main() -> None:
 
     own = CrossEncoder(args.trained, max_length=args.max_length, use_ensemble=False)
     bi = BiEncoderReranker(BiEncoder())
-    key = str(args.trained.resolve()) + str((args.trained / "model.safetensors").stat().st_mtime) + f"@{args.max_length}"
+    key = model_cache_key(args.trained, args.max_length)
     training = json.loads((args.trained / "training.json").read_text()) if (args.trained / "training.json").is_file() else {}
 
     # 1-2. Fit on held-out train queries.

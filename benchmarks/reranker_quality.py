@@ -76,6 +76,12 @@ def cached_scores(cache: Path, key: str, scorer, pairs, label: str) -> np.ndarra
     return scores
 
 
+def model_cache_key(folder: str | Path, max_length: int) -> str:
+    """Cache key of a model's own scores: its folder and weights' mtime (retraining invalidates), max_length."""
+    folder = Path(folder).resolve()
+    return f"{folder}{(folder / 'model.safetensors').stat().st_mtime}own{max_length}"
+
+
 def pairs_of(folder: Path, lists: dict[str, list[str]], queries: dict[str, str]) -> list[tuple[str, str]]:
     """(query, document text) for every candidate of every query, in list order."""
     from crossrank.data.formats import read_corpus
@@ -115,7 +121,7 @@ def main() -> None:
     shipped = CrossEncoder(args.model, max_length=args.max_length)
     own = CrossEncoder(args.model, max_length=args.max_length, use_ensemble=False)
     bi = BiEncoderReranker(BiEncoder())
-    model_key = str(Path(args.model).resolve()) + str((Path(args.model) / "model.safetensors").stat().st_mtime)
+    model_key = model_cache_key(args.model, own.max_length)
     results = {"machine": machine_info(), "model": args.model, "max_length": own.max_length, "depth": args.depth,
                "ensemble": None if shipped.ensemble is None else {
                    "weights": shipped.ensemble.weights.tolist(), "stats": shipped.ensemble.stats},
@@ -135,7 +141,7 @@ def main() -> None:
         qrels = {q: qrels[q] for q in keep}
         lists = {q: list(docs) for q, docs in run.items()}
         pairs = pairs_of(folder, lists, queries)
-        ce = cached_scores(args.cache, model_key + f"own{own.max_length}", own, pairs, f"{name}:{split} cross-encoder")
+        ce = cached_scores(args.cache, model_key, own, pairs, f"{name}:{split} cross-encoder")
         cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{name}:{split} bi-encoder")
         fit = fit_first_stage_weight(to_run(lists, shipped_scores(ce, cos)), run,
                                      lambda r: evaluate(qrels, r, ["ndcg@10"]).metrics["ndcg@10"])
@@ -151,7 +157,7 @@ def main() -> None:
         lists = {q: list(docs) for q, docs in run.items()}
         pairs = pairs_of(folder, lists, queries)
         bm25 = np.array([run[q][d] for q, docs in lists.items() for d in docs], dtype=np.float64)
-        ce = cached_scores(args.cache, model_key + f"own{own.max_length}", own, pairs, f"{name} cross-encoder")
+        ce = cached_scores(args.cache, model_key, own, pairs, f"{name} cross-encoder")
         cos = cached_scores(args.cache, "bi-encoder", bi, pairs, f"{name} bi-encoder")
         systems = {"BM25": bm25, "bi-encoder (cosine)": cos, "cross-encoder weights alone": ce}
         if shipped.ensemble is not None:

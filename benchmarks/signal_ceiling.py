@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reranker_quality import ROOT, cached_scores, first_stage, pairs_of, to_run
+from reranker_quality import ROOT, cached_scores, first_stage, model_cache_key, pairs_of, to_run
 
 
 def grid_weights(n: int, step: float = 0.1) -> list[tuple[float, ...]]:
@@ -55,11 +55,11 @@ def main() -> None:
     lists = {q: list(docs) for q, docs in run.items()}
     pairs = pairs_of(folder, lists, queries)
     own = CrossEncoder(args.model, use_ensemble=False)
-    model_key = str(Path(args.model).resolve()) + str((Path(args.model) / "model.safetensors").stat().st_mtime)
     raw = {
         "BM25": np.array([run[q][d] for q, docs in lists.items() for d in docs], dtype=np.float64),
         "bi-encoder": cached_scores(args.cache, "bi-encoder", BiEncoderReranker(BiEncoder()), pairs, "bi-encoder"),
-        "cross-encoder": cached_scores(args.cache, model_key + f"own{own.max_length}", own, pairs, "cross-encoder"),
+        "cross-encoder": cached_scores(args.cache, model_cache_key(args.model, own.max_length), own, pairs,
+                                       "cross-encoder"),
     }
     bounds = np.cumsum([0] + [len(docs) for docs in lists.values()])
     signals = {name: np.concatenate([zscore(v[a:b]) for a, b in zip(bounds[:-1], bounds[1:])])

@@ -82,7 +82,7 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(student), device=device, local_files_only=True)
+    model = SentenceTransformer(str(student), device=str(resolved), local_files_only=True)
     model.max_seq_length = config.max_length
     model.train()
     rng = random.Random(config.seed)
@@ -105,8 +105,8 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
             width = min(len(g.documents) for g in batch)  # equal widths: Margin-MSE compares column 0 to the rest
             with torch.autocast(resolved.type, dtype=amp_dtype or torch.float32,
                                 enabled=amp_dtype is not None):
-                queries = _embed(model, [g.query for g in batch], device).float()
-                docs = _embed(model, [d for g in batch for d in g.documents[:width]], device).float()
+                queries = _embed(model, [g.query for g in batch], resolved).float()
+                docs = _embed(model, [d for g in batch for d in g.documents[:width]], resolved).float()
             scores = config.scale * torch.einsum("gd,gnd->gn", queries, docs.view(len(batch), width, -1))
             teacher = torch.tensor([g.labels[:width] for g in batch], dtype=scores.dtype, device=scores.device)
             loss = margin_mse(scores, teacher)
@@ -135,7 +135,7 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
     return result
 
 
-def _embed(model, texts: list[str], device: str) -> torch.Tensor:
+def _embed(model, texts: list[str], device: torch.device) -> torch.Tensor:
     prepare = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers >= 6 renamed it
     features = prepare(texts)
     features = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in features.items()}

@@ -105,3 +105,19 @@ def tiny_bi_encoder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny-bi") / "model"
     SentenceTransformer(modules=[transformer, pooling, models.Normalize()], device="cpu").save(str(folder))
     return folder
+
+
+@pytest.fixture(scope="session")
+def ensemble_model(tmp_path_factory, tiny_model, tiny_bi_encoder) -> Path:
+    """A model folder that scores as an ensemble (its own tiny cross-encoder + a tiny bi-encoder member), with
+    a score scale/bias and a calibration.json: every surface must give its scores and probabilities."""
+    import json
+
+    folder = tmp_path_factory.mktemp("ensemble") / "model"
+    shutil.copytree(tiny_model, folder)
+    shutil.copytree(tiny_bi_encoder, folder / "bi")
+    (folder / "ensemble.json").write_text(json.dumps({
+        "members": [{"kind": "cross-encoder", "path": "."}, {"kind": "bi-encoder", "path": "bi"}],
+        "weights": [0.6, 0.4], "combine": "zscore", "stats": [[0.5, 2.0], [0.3, 0.2]], "scale": 1.5, "bias": -0.25}))
+    (folder / "calibration.json").write_text(json.dumps({"method": "platt", "a": 0.8, "b": 0.3}))
+    return folder

@@ -140,3 +140,76 @@ def test_many_requests_are_scored_in_one_engine_pass(tiny_model, tmp_path):
     lines = proc.stdout.decode().splitlines()
     assert [json.loads(line)["query"] for line in lines] == [r["query"] for r in requests]
     assert "scored 200 pairs in" in proc.stderr.decode()  # one engine call for all 40 requests
+
+
+def test_request_fields_follow_the_servers_rule(tiny_model):
+    docs = ["Berlin is well known for its museums.", "Berlin had 3.5 million inhabitants.", "unrelated text"]
+    proc = run_cli(["rerank", "--model", str(tiny_model)],
+                   jsonl({"query": "berlin population", "documents": docs, "top_n": 2, "return_documents": True,
+                          "model": "rerank-v3.5"},
+                         {"query": "berlin population", "documents": docs, "max_tokens_per_doc": 2}))
+    assert proc.returncode == 0, proc.stderr.decode()
+    first, second = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(first["results"]) == 2  # top_n is Cohere's spelling of top_k
+    assert all(r["text"] == docs[r["index"]] for r in first["results"])  # return_documents per request
+    assert len(second["results"]) == 3 and "text" not in second["results"][0]
+    ce = CrossEncoder(str(tiny_model))
+    cut = [ce.tokenizer.cut_document(d, 2) for d in docs]
+    expected = ce.score([("berlin population", d) for d in cut])
+    assert [r["score"] for r in second["results"]] == pytest.approx(sorted(expected, reverse=True), abs=1e-5)
+    for line, message in [({"query": "q", "documents": ["a"], "topn": 1}, "unknown field 'topn'"),
+                          ({"query": "q", "documents": ["a"], "top_k": 1, "top_n": 2}, "disagree"),
+                          ({"query": "q", "documents": ["a"], "return_documents": "yes"}, "true or false")]:
+        proc = run_cli(["rerank", "--model", str(tiny_model)], jsonl(line))
+        assert proc.returncode == 3 and message in proc.stderr.decode(), proc.stderr.decode()
+
+
+def test_a_lone_surrogate_is_an_invalid_line(tiny_model):
+    proc = run_cli(["rerank", "--model", str(tiny_model)], '{"query": "q", "documents": ["a \\ud800 b"]}\n')
+    assert proc.returncode == 3 and "lone surrogate" in proc.stderr.decode()
+    from crossrank import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="surrogate"):
+        CrossEncoder(str(tiny_model)).score([("q\ud800", "d")])
+
+
+def test_index_build_onto_a_regular_file_is_a_clear_io_error(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text(jsonl({"_id": "d1", "title": "", "text": "some text"}))
+    target = tmp_path / "not-a-folder"
+    target.write_text("precious")
+    proc = run_cli(["index", "build", str(target), "--corpus", str(corpus)])
+    assert proc.returncode == 5, proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode() and str(target) in proc.stderr.decode()
+    assert target.read_text() == "precious"
+
+
+def _tiny_beir(folder):
+    folder.mkdir()
+    docs = {f"d{i}": f"document {i} about {'berlin population' if i % 3 == 0 else 'river water'}" for i in range(12)}
+    (folder / "corpus.jsonl").write_text(jsonl(*({"_id": k, "title": "", "text": v} for k, v in docs.items())))
+    (folder / "queries.jsonl").write_text(jsonl(*({"_id": f"q{j}", "text": "berlin population"} for j in range(4))))
+    (folder / "qrels").mkdir()
+    (folder / "qrels" / "dev.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"q{j}\td{i}\t1\n" for j in range(4) for i in range(0, 12, 3)))
+    run = folder / "run.trec"
+    run.write_text("".join(f"q{j} Q0 d{i} {i + 1} {20 - i} bm25\n" for j in range(4) for i in range(12)))
+    return run
+
+
+def test_calibrate_never_writes_into_the_shipped_model(tmp_path):
+    from crossrank.model.default import default_model_dir
+
+    run = _tiny_beir(tmp_path / "data")
+    shipped = {p.name: p.read_bytes() for p in default_model_dir().iterdir() if p.suffix == ".json"}
+    proc = run_cli(["calibrate", "--data", str(tmp_path / "data"), "--run", str(run), "--depth", "12"])
+    assert proc.returncode == 3 and "read-only" in proc.stderr.decode(), proc.stderr.decode()
+    out = tmp_path / "calibrated"
+    proc = run_cli(["calibrate", "--data", str(tmp_path / "data"), "--run", str(run), "--depth", "12",
+                    "--output", str(out)])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout)["written"] == str(out / "calibration.json")
+    assert (out / "calibration.json").is_file() and (out / "model.safetensors").is_file()
+    assert {p.name: p.read_bytes() for p in default_model_dir().iterdir() if p.suffix == ".json"} == shipped
+    calibrated = CrossEncoder(str(out))
+    assert calibrated.calibration is not None and calibrated.ensemble is not None

@@ -63,6 +63,7 @@ def test_rerank_run_orders_the_prefix_by_score_and_keeps_the_tail(beir, tiny_ce)
 
 
 def test_experiment_sweeps_k_and_writes_report_plots_and_runs(beir, tiny_ce, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the [plots] extra")
     queries, corpus, run = load(beir)
     qrels = read_qrels(beir / "qrels" / "test.tsv").qrels
     config = ExperimentConfig(ks=(5, 10, 30), metrics=("ndcg@10", "mrr@10"), latency_queries=4)
@@ -111,6 +112,7 @@ def test_eval_command_table_json_per_query_and_errors(beir):
 
 
 def test_rerank_run_and_experiment_commands(beir, tiny_model, tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the [plots] extra")
     out = tmp_path / "reranked.trec"
     proc = run_cli(["rerank-run", "--model", str(tiny_model), "--corpus", str(beir / "corpus.jsonl"),
                     "--queries", str(beir / "queries.jsonl"), "--run", str(beir / "first.trec"), "--depth", "10",

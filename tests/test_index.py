@@ -127,6 +127,7 @@ def test_foreign_damaged_and_missing_folders_get_clear_errors(tmp_path):
 
 
 def test_dense_exact_and_hnsw_agree_and_hybrid_fuses(tmp_path):
+    pytest.importorskip("usearch", reason="the HNSW index needs the [hnsw] extra")
     index = make(tmp_path / "idx", dense=True, hnsw=True)
     encoder = FakeEncoder()
     exact = Retriever(index, "dense", encoder=encoder).retrieve("Berlin museums galleries", k=3)

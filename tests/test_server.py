@@ -210,6 +210,77 @@ def test_overload_gives_429_with_retry_after(tiny_model):
         srv.stop()
 
 
+def test_sigterm_past_the_grace_period_refuses_cleanly_and_exits_0(tiny_model):
+    srv = Server(tiny_model, "--shutdown-grace", "0.5", "--max-wait-ms", "0")
+    docs = ["protein cell therapy in the river city " * 60] * 400
+    with concurrent.futures.ThreadPoolExecutor(12) as pool:
+        futures = [pool.submit(srv.post, "/rerank", {"query": "q", "texts": docs}) for _ in range(12)]
+        time.sleep(0.5)  # accepted and queued: more work than the grace period allows
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        health = httpx.get(f"{srv.url}/health", timeout=10)  # still listening while it drains: says 503
+        late = srv.post("/rerank", {"query": "q", "texts": ["a"]})
+        responses = [f.result() for f in futures]
+    assert health.status_code == 503 and health.json()["error_type"] == "shutting_down"
+    assert late.status_code == 503 and late.headers["retry-after"]
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503} and 503 in codes, codes
+    for r in responses:
+        if r.status_code == 503:
+            assert r.headers["retry-after"] and r.json()["error_type"] == "shutting_down"
+        else:
+            assert len(r.json()) == 400
+    assert srv.proc.wait(60) == 0
+    time.sleep(0.2)
+    log = "".join(srv.lines)
+    assert "Traceback" not in log and "terminate called" not in log and "inference failed" not in log
+
+
+def test_lone_surrogates_are_422_on_every_route_before_the_queue(server):
+    bodies = [
+        ("/v2/rerank", '{"query": "q\\ud800", "documents": ["a"]}'),
+        ("/v1/rerank", '{"query": "q", "documents": ["ok", "bad \\udc00 low"]}'),
+        ("/v2/rerank", '{"query": "q", "documents": [{"text": "\\ud83d"}], "max_tokens_per_doc": 4}'),
+        ("/v2/rerank", '{"query": "\\ud800", "documents": ["a"], "max_tokens_per_doc": 4}'),
+        ("/rerank", '{"query": "q", "texts": ["\\ud800"]}'),
+        ("/rerank", '{"query": "q", "texts": ["\\ud800"], "truncate": false}'),
+        ("/rerank", '{"query": "\\udfff", "texts": ["a"], "raw_scores": true}'),
+    ]
+    for path, body in bodies:
+        r = server.post(path, body)
+        assert r.status_code == 422, (path, body, r.text)
+        assert r.json()["error_type"] == "validation_error" and "surrogate" in r.json()["error"]
+    # A valid surrogate pair (an emoji) is fine.
+    assert server.post("/rerank", '{"query": "q \\ud83d\\ude00", "texts": ["a"]}').status_code == 200
+    assert httpx.get(f"{server.url}/health").status_code == 200
+
+
+def test_max_tokens_per_doc_scores_the_cut_text_but_returns_the_original(server, tiny_ce):
+    long_doc = "Berlin had a population of 3,520,031 registered inhabitants in an area of 891 square kilometers."
+    docs = [long_doc, "Water boils at 100 degrees."]
+    body = server.post("/v2/rerank", {"query": "berlin population", "documents": docs, "max_tokens_per_doc": 5,
+                                      "return_documents": True}).json()
+    cut = tiny_ce.tokenizer.cut_document(long_doc, 5)
+    assert cut != long_doc and long_doc.startswith(cut)
+    scored = [tiny_ce.tokenizer.cut_document(d, 5) for d in docs]
+    expected = tiny_ce.probability(tiny_ce.score([("berlin population", d) for d in scored]))
+    for result in body["results"]:
+        assert result["document"]["text"] == docs[result["index"]]
+        assert result["relevance_score"] == pytest.approx(expected[result["index"]], abs=1e-6)
+
+
+def test_docs_are_off_by_default_and_metrics_can_be_public(server, tiny_model):
+    assert httpx.get(f"{server.url}/docs").status_code == 404  # Swagger UI needs a CDN: blank offline
+    assert httpx.get(f"{server.url}/openapi.json").status_code == 200
+    srv = Server(tiny_model, "--public-metrics", "--docs")
+    try:
+        assert httpx.get(f"{srv.url}/metrics").status_code == 200
+        assert httpx.get(f"{srv.url}/docs").status_code == 200
+        assert srv.post("/v2/rerank", {"query": "q", "documents": ["a"]}, headers={}).status_code == 401
+    finally:
+        srv.stop()
+
+
 def test_sigterm_with_requests_in_flight_loses_none(tiny_model):
     srv = Server(tiny_model)
     docs = ["protein cell therapy " * 30] * 150

@@ -15,7 +15,7 @@ from crossrank.model.loading import load_model
 from crossrank.model.tokenization import PairTokenizer
 from crossrank.ranking.calibration import Calibration
 from crossrank.ranking.ensemble import EnsembleConfig, EnsembleScorer
-from crossrank.ranking.inputs import normalize_documents, validate_query, validate_top_k
+from crossrank.ranking.inputs import normalize_documents, validate_query, validate_text, validate_top_k
 from crossrank.ranking.results import RerankResult, rank_scores, sigmoid
 
 # Padded tokens per batch. On CPU, ~2k-row matrices stay cache-resident and sorted small batches pad
@@ -35,8 +35,7 @@ class CrossEncoder:
 
     ``CrossEncoder()`` loads the shipped default; ``CrossEncoder("folder")`` or ``CrossEncoder("org/id")``
     loads any 1- or 2-label cross-encoder. Scores are raw logits (float32); results carry
-    ``probability``: the folder's fitted calibration (``calibration.json``) when present, else
-    ``sigmoid(score)``, computed in float64.
+    ``probability`` (see ``probability()``): the same on every surface for the same model and pair.
 
     ``batch_tokens`` bounds padded tokens per batch; ``query_max_tokens`` caps the query so truncation
     only ever cuts the document; ``cls_only_last_layer`` computes the final layer for [CLS] alone on
@@ -69,7 +68,10 @@ class CrossEncoder:
         self.max_length = loaded.max_length
         self.num_labels = loaded.num_labels
         self.activation = loaded.settings.activation
-        self.calibration = Calibration.load(loaded.model_dir)  # calibration.json beside the weights, if any
+        # calibration.json beside the weights, if any. It was fitted on the scores the folder gives as a
+        # whole, so it does not apply to the folder's own weights scored alone (use_ensemble=False).
+        own_weights_only = not use_ensemble and EnsembleConfig.load(loaded.model_dir) is not None
+        self.calibration = None if own_weights_only else Calibration.load(loaded.model_dir)
         self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
         self.backend = TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
         self.device = str(self.backend.device)
@@ -81,9 +83,10 @@ class CrossEncoder:
         self.last_stats: ScoreStats | None = None
         # ensemble.json beside the weights: score with the folder's model plus its declared partners.
         config = EnsembleConfig.load(loaded.model_dir) if use_ensemble else None
-        self.ensemble = self._load_ensemble(config, device, trust_remote_code)
+        self.ensemble = self._load_ensemble(config, dtype, batch_tokens, trust_remote_code)
 
-    def _load_ensemble(self, config: EnsembleConfig | None, device: str, trust_remote_code: bool):
+    def _load_ensemble(self, config: EnsembleConfig | None, dtype: str, batch_tokens: int,
+                       trust_remote_code: bool):
         if config is None:
             return None
         members = []
@@ -91,21 +94,34 @@ class CrossEncoder:
             if member.kind == "cross-encoder" and member.path in (None, ".", ""):
                 members.append(_OwnWeights(self))
             elif member.kind == "cross-encoder":
-                members.append(CrossEncoder(self.model_dir / member.path, device=device,
-                                            trust_remote_code=trust_remote_code))
+                # Partners run where this model runs: the resolved device, never the literal "auto".
+                members.append(CrossEncoder(self.model_dir / member.path, device=self.device, dtype=dtype,
+                                            batch_tokens=batch_tokens, trust_remote_code=trust_remote_code))
             else:
                 from crossrank.model.bi_encoder import BiEncoder
                 from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
 
                 path = None if member.path is None else self.model_dir / member.path
-                members.append(BiEncoderReranker(BiEncoder(path, device=device)))
-        return EnsembleScorer(members, config.weights, config.combine, config.stats)
+                members.append(BiEncoderReranker(BiEncoder(path, device=self.device)))
+        return EnsembleScorer(members, config.weights, config.combine, config.stats, config.scale, config.bias)
+
+    def score_with_stats(self, queries: Sequence[str], documents: Sequence[str],
+                         progress: Callable[[int], None] | None = None) -> tuple[np.ndarray, ScoreStats]:
+        """Raw scores of parallel query/document lists and what the call did (every member's time included).
+
+        The one scoring path under every surface (Python, CLI, search, HTTP), so each of them scores with
+        the same model: the ensemble when the folder declares one.
+        """
+        if self.ensemble is None:
+            scores, stats = self.engine.score(queries, documents, progress)
+        else:
+            scores = self.ensemble.score(list(zip(queries, documents)), progress)
+            stats = self.ensemble.last_stats
+        self.last_stats = stats
+        return scores, stats
 
     def _score(self, queries: list[str], documents: list[str], progress) -> np.ndarray:
-        if self.ensemble is None:
-            scores, self.last_stats = self.engine.score(queries, documents, progress)
-            return scores
-        return self.ensemble.score(list(zip(queries, documents)), progress)
+        return self.score_with_stats(queries, documents, progress)[0]
 
     def __repr__(self) -> str:
         return f"CrossEncoder({str(self.model_dir)!r}, device={self.device!r}, max_length={self.max_length})"
@@ -126,6 +142,8 @@ class CrossEncoder:
         for position, query in enumerate(queries):
             if not isinstance(query, str) or not isinstance(documents[position], str):
                 raise InvalidInputError(f"pair {position} must hold two strings")
+            validate_text(query, f"pair {position}: the query")
+            validate_text(documents[position], f"pair {position}: the document")
         scores = self._score(queries, documents, progress)
         return _ACTIVATIONS[self.activation](scores) if apply_activation else scores
 
@@ -162,10 +180,22 @@ class CrossEncoder:
         return results
 
     def probability(self, scores) -> np.ndarray:
-        """P(relevant) of raw scores: the model folder's calibration when present, else the sigmoid (float64)."""
+        """``probability`` of raw scores, float64; the one definition every surface uses.
+
+        The model folder's ``calibration.json`` (written by ``crossrank calibrate``) when present, else
+        ``sigmoid(score)``. The shipped default folds its calibration into its score (``ensemble.json``
+        ``scale``/``bias``), so for it ``probability`` is ``sigmoid(score)`` and calibrated.
+        """
         if self.calibration is not None:
             return self.calibration.probability(scores)
+        if self.ensemble is not None:
+            return self.ensemble.probability(scores)
         return np.array([sigmoid(s) for s in np.asarray(scores).ravel()], dtype=np.float64)
+
+    def warm_up(self) -> None:
+        """One small pass outside any timing: the first forward pass pays one-off costs (allocation, kernels)."""
+        self.score([("warm up", "a short passage to warm up the model"),
+                    ("warm up " * 8, "a longer passage to warm up the model " * 12)])
 
     # sentence-transformers spelling, for drop-in use.
     def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> np.ndarray:
@@ -178,9 +208,14 @@ class _OwnWeights:
 
     def __init__(self, owner: CrossEncoder):
         self.owner = owner
+        self.last_stats: ScoreStats | None = None
+
+    @property
+    def tokenizer(self):
+        return self.owner.tokenizer
 
     def score(self, pairs, progress=None) -> np.ndarray:
-        scores, self.owner.last_stats = self.owner.engine.score([q for q, _ in pairs], [d for _, d in pairs], progress)
+        scores, self.last_stats = self.owner.engine.score([q for q, _ in pairs], [d for _, d in pairs], progress)
         return scores
 
     def probability(self, scores) -> np.ndarray:

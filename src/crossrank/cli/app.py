@@ -57,7 +57,7 @@ def rerank(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad lines and go on instead of stopping."),
     return_documents: bool = typer.Option(False, "--return-documents", help="Include each document's text."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal)."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
 ) -> None:
     """Rerank JSONL requests: {"query": ..., "documents": [text | {"id", "text"}], "top_k"?} per line."""
     from crossrank.cli.output import atomic_output
@@ -69,7 +69,7 @@ def rerank(
         source = open_source(input)  # a missing input file fails before the model loads
         ce = CrossEncoder(model, device=device, max_length=max_length, batch_tokens=batch_tokens,
                           query_max_tokens=query_max_tokens)
-        show = sys.stderr.isatty() if progress is None else progress
+        show = progress
         with source, atomic_output(output) as sink, pair_progress(show, "reranking") as advance:
             answered, skipped = run_rerank(ce, source, sink, top_k=top_k, skip_invalid=skip_invalid,
                                            return_documents=return_documents, progress=advance)
@@ -110,14 +110,14 @@ def rerank_run(
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
     first_stage_weight: float = typer.Option(0.0, "--first-stage-weight", min=0.0, max=1.0,
                                              help="Fuse with the run's own scores: (1-w) z(rerank) + w z(first stage), per query."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
 ) -> None:
     """Rerank the top K of a first-stage run and write the new run (documents below K keep their order)."""
     from crossrank.cli.evaluation import load_scorer, rerank_run_command
 
     def work() -> None:
         scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length)
-        show = sys.stderr.isatty() if progress is None else progress
+        show = progress
         count = rerank_run_command(scorer, corpus, queries, run, depth, output, show, first_stage_weight)
         typer.echo(f"crossrank rerank-run: reranked {count} queries -> {output}", err=True)
 
@@ -139,7 +139,7 @@ def experiment(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
 ) -> None:
     """Two-stage evaluation: quality, first-stage recall, latency and significance for several K."""
     from crossrank.cli.evaluation import experiment_command, load_scorer
@@ -150,7 +150,7 @@ def experiment(
             raise InvalidInputError(f"--ks needs positive integer depths, got {' '.join(ks)!r}")
         depths = [int(k) for k in names]
         scorer, name = load_scorer(reranker, model, device, batch_tokens, max_length)
-        show = sys.stderr.isatty() if progress is None else progress
+        show = progress
         path = experiment_command(scorer, name, data, split, run, depths, _split_names(metrics), relevance_level,
                                   latency_queries, output_dir, device, show)
         typer.echo(f"crossrank experiment: report in {path}", err=True)
@@ -173,12 +173,12 @@ def index_build(
     k1: float = typer.Option(0.9, "--k1", help="BM25 k1 (Anserini default 0.9)."),
     b: float = typer.Option(0.4, "--b", help="BM25 b (Anserini default 0.4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index's documents."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
 ) -> None:
     """Build an index from a corpus."""
     from crossrank.cli.search import build_index
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = progress
     _run(lambda: typer.echo(build_index(path, corpus, dense, dense_model, hnsw, k1, b, overwrite, show), err=True))
 
 
@@ -186,12 +186,12 @@ def index_build(
 def index_add(
     path: Path = typer.Argument(..., help="Existing index folder."),
     corpus: Path = typer.Option(..., "--corpus", help="Documents to add; an existing id is replaced."),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars on stderr."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
 ) -> None:
     """Add or replace documents (atomically: an interrupted update leaves the old index intact)."""
     from crossrank.cli.search import update_index
 
-    show = sys.stderr.isatty() if progress is None else progress
+    show = progress
     _run(lambda: typer.echo(update_index(path, corpus, [], show), err=True))
 
 
@@ -268,6 +268,9 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", envvar="CROSSRANK_MAX_WAIT_MS", min=0, help="Wait to gather concurrent requests."),
     request_timeout: float = typer.Option(60.0, "--request-timeout", envvar="CROSSRANK_REQUEST_TIMEOUT", min=0.001, help="Seconds per request (504 beyond)."),
     log_level: str = typer.Option("info", "--server-log-level", envvar="CROSSRANK_LOG_LEVEL", help="JSON request logs at this level."),
+    shutdown_grace: float = typer.Option(20.0, "--shutdown-grace", envvar="CROSSRANK_SHUTDOWN_GRACE", min=0, help="Seconds after SIGTERM to finish accepted requests; the rest get 503."),
+    docs: bool = typer.Option(False, "--docs/--no-docs", envvar="CROSSRANK_DOCS", help="Serve /docs and /redoc (their scripts load from a CDN: needs internet)."),
+    public_metrics: bool = typer.Option(False, "--public-metrics", envvar="CROSSRANK_PUBLIC_METRICS", help="Serve /metrics without the API key (for a Prometheus scraper)."),
 ) -> None:
     """Serve the Cohere / Jina / TEI rerank API over HTTP (needs the [serve] extra)."""
     def work() -> None:
@@ -281,7 +284,8 @@ def serve(
 
         settings = ServerSettings(host=host, port=port, api_key=api_key or None, max_documents=max_documents,
                                   max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
-                                  queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout)
+                                  queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout,
+                                  shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics)
         run_server(lambda: CrossEncoder(model, device=device, batch_tokens=batch_tokens, max_length=max_length),
                    settings, log_level=log_level)
 
@@ -290,7 +294,7 @@ def serve(
 
 @app.command()
 def calibrate(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder to calibrate (calibration.json is written into it)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder to calibrate (default: the shipped model)."),
     data: Path = typer.Option(..., "--data", help="BEIR folder with judgments for the split."),
     run: Path = typer.Option(..., "--run", help="First-stage run giving the candidates."),
     split: str = typer.Option("dev", "--split", help="Qrels split to fit on (never the test split you report)."),
@@ -298,27 +302,30 @@ def calibrate(
     method: str = typer.Option("platt", "--method", help="temperature, platt or isotonic."),
     relevance_level: int = typer.Option(1, "--relevance-level", min=1, help="Lowest relevant grade."),
     holdout: float = typer.Option(0.5, "--holdout", min=0.05, max=0.95, help="Share of queries held out to measure."),
-    write: bool = typer.Option(True, "--write/--dry-run", help="Write calibration.json into the model folder."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write a calibrated copy of the model here (needed for the shipped model and hub ids)."),
+    write: bool = typer.Option(True, "--write/--dry-run", help="Write calibration.json (into --output, else into the --model folder)."),
 ) -> None:
     """Fit a probability calibration on judged data; report ECE and Brier before and after on held-out queries."""
     def work() -> None:
         import json
 
-        from crossrank.cli.evaluation import load_collection
+        from crossrank.cli.evaluation import calibration_target, load_collection, save_calibration
         from crossrank.cross_encoder import CrossEncoder
         from crossrank.data.formats import read_qrels
         from crossrank.evaluation.calibration_study import study_calibration
 
+        ce = CrossEncoder(model)
+        # Decided before the slow part: the shipped model and the hub cache are never written to.
+        target = calibration_target(ce.model_dir, model, output) if write else None
         qrels = read_qrels(data / "qrels" / f"{split}.tsv").qrels
         queries, corpus, first_stage = load_collection(data / "corpus.jsonl", data / "queries.jsonl", run, depth)
-        ce = CrossEncoder(model)
         study = study_calibration(ce, queries, corpus, qrels, first_stage, depth, method, relevance_level, holdout)
-        if write:
-            study.calibration.save(ce.model_dir)
+        if target is not None:
+            save_calibration(study.calibration, ce.model_dir, target)
         typer.echo(json.dumps({"method": method, "fit_pairs": study.fit_pairs, "holdout_pairs": study.holdout_pairs,
                                "ece_before": study.ece_before, "ece_after": study.ece_after,
                                "brier_before": study.brier_before, "brier_after": study.brier_after,
-                               "written": str(ce.model_dir / "calibration.json") if write else None}))
+                               "written": str(target / "calibration.json") if target is not None else None}))
 
     _run(work)
 
@@ -370,8 +377,8 @@ def train(
         trainer = Trainer(model or str(encoder_dir()), output_dir, config, device=device, dev_metric=metric)
         from crossrank.cli.progress import pair_progress
 
-        show = sys.stderr.isatty()
-        with pair_progress(show, "training steps") as advance:
+        show = True
+        with pair_progress(show, "training steps", unit="steps") as advance:
             result = trainer.train(groups, resume=resume, progress=lambda step, value: advance(1))
         typer.echo(json.dumps({"groups": len(groups), "steps": result.steps, "seconds": round(result.seconds, 1),
                                "first_loss": result.losses[0] if result.losses else None,
@@ -415,13 +422,13 @@ def distill(
         ce = CrossEncoder(teacher, device=device)
         from crossrank.cli.progress import pair_progress
 
-        show = sys.stderr.isatty()
+        show = True
         total = sum(len(g.documents) for g in groups)
         with pair_progress(show, "teacher scoring", total) as advance:
             scored = teacher_groups(groups, lambda pairs: ce.score(pairs, progress=advance))
         config = DistillConfig(epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
                                scale=scale, max_length=max_length, seed=seed, precision=precision)
-        with pair_progress(show, "distillation steps") as advance:
+        with pair_progress(show, "distillation steps", unit="steps") as advance:
             result = distil_bi_encoder(student or encoder_dir(), scored, output_dir, config, device=device,
                                        progress=lambda step, value: advance(1))
         typer.echo(json.dumps({"groups": len(scored), "steps": result.steps, "seconds": round(result.seconds, 1),
@@ -444,13 +451,13 @@ def _run(work) -> None:
         _fail(EXIT_INVALID_INPUT, f"invalid input: {exc}")
     except (ModelLoadError, BackendUnavailableError) as exc:
         _fail(EXIT_MODEL, str(exc))
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        _fail(EXIT_IO, f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
-    except CrossrankError as exc:  # e.g. a damaged or foreign index folder
-        _fail(EXIT_IO, str(exc))
     except BrokenPipeError:
         sys.stderr.close()
         raise typer.Exit(EXIT_OK)
+    except OSError as exc:  # missing file, a file where a folder should be, permissions, full disk...
+        _fail(EXIT_IO, f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
+    except CrossrankError as exc:  # e.g. a damaged or foreign index folder
+        _fail(EXIT_IO, str(exc))
     except KeyboardInterrupt:
         _fail(130, "interrupted")
 

@@ -41,10 +41,11 @@ def print_eval(qrels_path: Path, run_path: Path, metrics: list[str], as_json: bo
 def load_scorer(reranker: str, model: str | None, device: str, batch_tokens: int | None, max_length: int | None):
     """A cross-encoder, or the bi-encoder cosine baseline; returns (scorer, display name)."""
     if reranker == "bi-encoder":
+        from crossrank.engine.torch_backend import resolve_device
         from crossrank.model.bi_encoder import BiEncoder
         from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
 
-        scorer = BiEncoderReranker(BiEncoder(model, device=device))
+        scorer = BiEncoderReranker(BiEncoder(model, device=str(resolve_device(device))))
         return scorer, scorer.name
     if reranker != "cross-encoder":
         raise InvalidInputError(f"unknown reranker {reranker!r}: use cross-encoder or bi-encoder")
@@ -98,3 +99,36 @@ def experiment_command(scorer, name: str, data: Path, split: str, run_path: Path
     paths = write_report(result, output_dir)
     print(markdown(result), file=sys.stdout)
     return paths["markdown"]
+
+
+def calibration_target(model_dir: Path, model_arg: str | None, output: Path | None) -> Path:
+    """Where ``crossrank calibrate`` may write calibration.json, checked before any work is done.
+
+    ``--output``: a calibrated copy of the model folder (created when the calibration is saved). Without it,
+    only a local folder the user named: the shipped model and the hub cache are read-only.
+    """
+    if output is not None:
+        if output.exists() and (not output.is_dir() or any(output.iterdir())):
+            raise InvalidInputError(f"--output {output} already exists and is not an empty folder")
+        if output.resolve() == model_dir.resolve():
+            return model_dir
+        return output
+    from crossrank.model.default import default_model_dir
+
+    if model_arg is None or model_dir.resolve() == default_model_dir().resolve():
+        raise InvalidInputError("the shipped model is read-only: give --output DIR to write a calibrated copy "
+                                "(or --dry-run to only measure)")
+    if not Path(model_arg).expanduser().is_dir():
+        raise InvalidInputError(f"{model_arg!r} is not a local folder (a hub download is read-only): give "
+                                "--output DIR to write a calibrated copy")
+    return model_dir
+
+
+def save_calibration(calibration, model_dir: Path, target: Path) -> Path:
+    """Save into ``target``; a target other than the model folder first becomes a copy of it."""
+    import shutil
+
+    if target.resolve() != model_dir.resolve():
+        shutil.copytree(model_dir, target, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("calibration.json", ".*"))
+    return calibration.save(target)

@@ -19,6 +19,8 @@ class RerankRequest:
     documents: Documents
     top_k: int | None
     echo: dict[str, Any]  # request fields copied to the output (qid, id)
+    return_documents: bool | None = None  # None: the --return-documents flag decides
+    max_tokens_per_doc: int | None = None  # cut each document to this many tokens before scoring
 
 
 @dataclass
@@ -30,6 +32,10 @@ class InvalidLine:
 
 
 _ECHOED = ("qid", "id")
+# Every field a request line may carry. The Cohere / Jina spellings the HTTP service takes are accepted
+# with the same meaning (top_n = top_k; model is ignored: --model decides); anything else is refused, as
+# the service refuses it, so a typo never silently changes the answer.
+KNOWN_FIELDS = ("query", "documents", "top_k", "top_n", "return_documents", "max_tokens_per_doc", "model", *_ECHOED)
 
 
 def parse_line(raw: bytes, line: int, default_top_k: int | None) -> RerankRequest:
@@ -48,13 +54,28 @@ def parse_line(raw: bytes, line: int, default_top_k: int | None) -> RerankReques
         raise InvalidInputError("missing field 'query'")
     if "documents" not in obj:
         raise InvalidInputError("missing field 'documents'")
-    top_k = validate_top_k(obj.get("top_k", default_top_k))
+    unknown = [key for key in obj if key not in KNOWN_FIELDS]
+    if unknown:
+        raise InvalidInputError(f"unknown field {unknown[0]!r}; a request may have {', '.join(KNOWN_FIELDS)}")
+    if "top_k" in obj and "top_n" in obj and obj["top_k"] != obj["top_n"]:
+        raise InvalidInputError("top_k and top_n (its Cohere spelling) disagree; give one")
+    top_k = validate_top_k(obj.get("top_k", obj.get("top_n", default_top_k)))
+    return_documents = obj.get("return_documents")
+    if return_documents is not None and not isinstance(return_documents, bool):
+        raise InvalidInputError(f"return_documents must be true or false, got {return_documents!r}")
+    max_tokens = obj.get("max_tokens_per_doc")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise InvalidInputError(f"max_tokens_per_doc must be a positive integer, got {max_tokens!r}")
+    if obj.get("model") is not None and not isinstance(obj["model"], str):
+        raise InvalidInputError("model must be a string")
     return RerankRequest(
         line=line,
         query=validate_query(obj["query"]),
         documents=normalize_documents(obj["documents"]),
         top_k=top_k,
         echo={key: obj[key] for key in _ECHOED if key in obj},
+        return_documents=return_documents,
+        max_tokens_per_doc=max_tokens,
     )
 
 

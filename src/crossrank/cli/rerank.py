@@ -9,6 +9,7 @@ from typing import BinaryIO, TextIO
 
 from crossrank.cli.requests import InvalidLine, RerankRequest, read_requests
 from crossrank.errors import InvalidInputError
+from crossrank.ranking.inputs import Documents
 
 # Requests are scored in groups of about this many pairs: big enough to batch across queries,
 # small enough to stream files of any size.
@@ -45,27 +46,36 @@ def run_rerank(ce, source: BinaryIO, sink: TextIO, *, top_k: int | None, skip_in
 def _flush(ce, chunk: list, sink: TextIO, return_documents: bool, progress) -> int:
     """Score the chunk's requests in one engine call and write one line per input line, in order."""
     requests = [item for item in chunk if isinstance(item, RerankRequest)]
+    scored = [_cut(ce, r) for r in requests]  # max_tokens_per_doc: what is scored; results show the original
     ranked = iter(ce.rerank_many(
         [r.query for r in requests],
-        [r.documents for r in requests],
+        scored,
         [r.top_k for r in requests],
-        return_documents=return_documents,
+        return_documents=False,
         progress=progress,
     ) if requests else [])
     for item in chunk:
         if isinstance(item, InvalidLine):
             sink.write(json.dumps({"line": item.line, "error": item.error}) + "\n")
             continue
+        show_text = return_documents if item.return_documents is None else item.return_documents
         results = []
         for result in next(ranked):
             entry = {"index": result.index, "id": result.id, "score": result.score,
                      "probability": result.probability}
-            if return_documents:
-                entry["text"] = result.text
+            if show_text:
+                entry["text"] = item.documents.texts[result.index]
             results.append(entry)
         sink.write(json.dumps({**item.echo, "query": item.query, "results": results}, ensure_ascii=False) + "\n")
     sink.flush()
     return len(requests)
+
+
+def _cut(ce, request: RerankRequest) -> Documents:
+    if request.max_tokens_per_doc is None:
+        return request.documents
+    return Documents([ce.tokenizer.cut_document(t, request.max_tokens_per_doc) for t in request.documents.texts],
+                     request.documents.ids)
 
 
 def open_source(path: Path | None) -> BinaryIO:

@@ -103,7 +103,7 @@ def _print_hits(result) -> None:
 
     table = Table("#", "id", "first stage", "rerank", "snippet",
                   caption=f"{result.reranked} of {result.candidates} candidates reranked in "
-                          f"{result.timings_ms['total']:.0f} ms")
+                          f"{result.timings_ms['rerank']:.0f} ms ({result.timings_ms['total']:.0f} ms in all)")
     for rank, hit in enumerate(result.hits, start=1):
         snippet = _hit_json(hit)["snippet"].replace("\n", " ")
         table.add_row(str(rank), hit.id, f"#{hit.first_stage_rank} {hit.first_stage_score:.3f}",

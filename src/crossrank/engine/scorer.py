@@ -33,6 +33,7 @@ class ScoreStats:
     tokenize_seconds: float = 0.0
     pad_seconds: float = 0.0
     forward_seconds: float = 0.0
+    partner_seconds: float = 0.0  # ensemble members that are not engines (e.g. the bi-encoder)
 
     @property
     def padding_waste(self) -> float:
@@ -41,7 +42,22 @@ class ScoreStats:
 
     @property
     def total_seconds(self) -> float:
-        return self.tokenize_seconds + self.pad_seconds + self.forward_seconds
+        return self.tokenize_seconds + self.pad_seconds + self.forward_seconds + self.partner_seconds
+
+    def add(self, other: "ScoreStats") -> "ScoreStats":
+        """Fold another member's stats of the same pairs into these (counts of the same pairs are not doubled)."""
+        self.truncated_pairs = max(self.truncated_pairs, other.truncated_pairs)
+        self.truncated_queries = max(self.truncated_queries, other.truncated_queries)
+        self.tokens_dropped = max(self.tokens_dropped, other.tokens_dropped)
+        self.tokens_dropped_estimated |= other.tokens_dropped_estimated
+        self.batches += other.batches
+        self.real_tokens += other.real_tokens
+        self.padded_tokens += other.padded_tokens
+        self.tokenize_seconds += other.tokenize_seconds
+        self.pad_seconds += other.pad_seconds
+        self.forward_seconds += other.forward_seconds
+        self.partner_seconds += other.partner_seconds
+        return self
 
 
 class ScoringEngine:

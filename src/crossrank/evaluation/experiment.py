@@ -77,6 +77,11 @@ def run_experiment(scorer: PairScorer, reranker_name: str, queries: dict[str, st
     base = evaluate(qrels, judged_run, metric_names, config.relevance_level)
     level = base.relevance_level
     latency_ids = _latency_sample(deepest, config.latency_queries, config.seed)
+    # The progress display from crossrank.cli.progress counts the timing step too; a plain callable counts pairs.
+    stage = getattr(progress, "stage", None)
+    timed = progress if stage is not None else None
+    if stage is not None:
+        stage("timing queries", len(latency_ids) * len(ks), unit="queries")
     if latency_ids:  # warm-up, excluded from timing
         scorer.score([(queries[latency_ids[0]], corpus[d].full_text) for d in deepest[latency_ids[0]][:8]])
 
@@ -90,7 +95,7 @@ def run_experiment(scorer: PairScorer, reranker_name: str, queries: dict[str, st
         reranked = merge_scores(judged_run, lists, np.concatenate(flat) if flat else np.zeros(0))
         quality = evaluate(qrels, reranked, metric_names, level)
         recall = evaluate(qrels, judged_run, (f"recall@{k}",), level).metrics[f"recall@{k}"]
-        latencies = _time_queries(scorer, queries, corpus, lists, latency_ids)
+        latencies = _time_queries(scorer, queries, corpus, lists, latency_ids, timed)
         run_file = None
         if output_dir is not None:
             path = Path(output_dir) / "runs" / f"reranked.k{k}.trec"
@@ -123,13 +128,16 @@ def _latency_sample(lists: dict[str, list[str]], n: int, seed: int) -> list[str]
     return sorted(rng.choice(ids, size=n, replace=False).tolist())
 
 
-def _time_queries(scorer: PairScorer, queries, corpus, lists, ids) -> list[float]:
+def _time_queries(scorer: PairScorer, queries, corpus, lists, ids,
+                  progress: Callable[[int], None] | None = None) -> list[float]:
     out = []
     for qid in ids:
         pairs = [(queries[qid], corpus[d].full_text) for d in lists[qid]]
         start = time.perf_counter()
         scorer.score(pairs)
         out.append(time.perf_counter() - start)
+        if progress is not None:
+            progress(1)
     return out
 
 

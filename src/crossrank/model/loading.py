@@ -10,10 +10,13 @@ probability of the positive class. Heads with more labels are not relevance scor
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -27,6 +30,40 @@ _SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
 _PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Families whose position ids start after the padding index, so two positions are never used.
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text"}
+
+
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_quiet_saved: tuple[bool, bool] = (True, True)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Hide transformers' per-load "Loading weights" bar (and the hub's download bars) while loading a model.
+
+    A bar per load is noise on every CLI command and in server logs. The switches are process-wide, so
+    nested or concurrent loads share one "off" period and the caller's own settings come back afterwards.
+    """
+    global _quiet_depth, _quiet_saved
+    from huggingface_hub import utils as hub_utils
+    from transformers.utils import logging as hf_logging
+
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            _quiet_saved = (hf_logging.is_progress_bar_enabled(), not hub_utils.are_progress_bars_disabled())
+            hf_logging.disable_progress_bar()  # also switches the hub's bars off
+        _quiet_depth += 1
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                transformers_bars, hub_bars = _quiet_saved
+                if transformers_bars:
+                    hf_logging.enable_progress_bar()  # also switches the hub's bars on
+                if not hub_bars:
+                    hub_utils.disable_progress_bars()
 
 
 @dataclass
@@ -52,7 +89,6 @@ def load_model(
 ) -> LoadedModel:
     """Resolve, validate and load a cross-encoder on the CPU in float32 (the engine moves it later)."""
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.utils import logging as hf_logging
 
     model_dir = resolve_model_dir(name_or_path, revision)
     if not (model_dir / "config.json").is_file():
@@ -80,19 +116,18 @@ def load_model(
             "2-label (positive minus negative logit) relevance heads"
         )
 
-    bars_were_on = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()  # a per-load weights bar is noise in a CLI or a server log
     try:
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_dir,
-            config=config,
-            dtype=torch.float32,
-            use_safetensors=has_safetensors,
-            weights_only=True,
-            trust_remote_code=trust_remote_code,
-            attn_implementation=attn_implementation,
-            output_loading_info=True,
-        )
+        with quiet_loading():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_dir,
+                config=config,
+                dtype=torch.float32,
+                use_safetensors=has_safetensors,
+                weights_only=True,
+                trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation,
+                output_loading_info=True,
+            )
     except ValueError as exc:
         if "attn_implementation" in str(exc) or "sdpa" in str(exc).lower():
             return load_model(name_or_path, max_length=max_length, trust_remote_code=trust_remote_code,
@@ -100,9 +135,6 @@ def load_model(
         raise ModelLoadError(f"cannot load weights from {model_dir}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"cannot load weights from {model_dir}: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if bars_were_on:
-            hf_logging.enable_progress_bar()
     missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
     if missing:
         raise ModelLoadError(

@@ -64,6 +64,24 @@ class PairTokenizer:
         """The Rust tokenizer (no padding, no truncation): for offsets, e.g. when splitting long documents."""
         return self._backend
 
+    def cut_document(self, text: str, max_tokens: int) -> str:
+        """The prefix of ``text`` that holds its first ``max_tokens`` tokens (Cohere's ``max_tokens_per_doc``).
+
+        Only a prefix long enough for those tokens is tokenized, so a huge document costs no more than a
+        short one.
+        """
+        if max_tokens < 1:
+            raise InvalidInputError(f"max_tokens_per_doc must be positive, got {max_tokens}")
+        head = text[: max(max_tokens * _CHARS_PER_TOKEN_CAP, 4096)]
+        offsets = self._encode([head], "document")[0].offsets
+        if len(offsets) <= max_tokens:
+            if len(head) == len(text):
+                return text
+            offsets = self._encode([text], "document")[0].offsets  # unusually long tokens: read it all
+            if len(offsets) <= max_tokens:
+                return text
+        return text[: offsets[max_tokens - 1][1]]
+
     def __call__(self, queries: Sequence[str], documents: Sequence[str]) -> TokenizedPairs:
         if len(queries) != len(documents):
             raise InvalidInputError(f"{len(queries)} queries but {len(documents)} documents")

@@ -1,14 +1,17 @@
 """Two-stage search: retrieve K candidates, rerank them with a cross-encoder, return the top N.
 
 Long documents are read window by window (``ranking.chunking``) with the best window as evidence. With a
-latency budget, only the best-first-stage prefix whose scoring fits the budget is reranked (the estimate
-comes from measured throughput); the rest follow in first-stage order, each hit flagged.
+latency budget, only the best-first-stage prefix whose scoring fits the budget is reranked; the rest follow
+in first-stage order, each hit flagged. The budget counts scoring only. Its cost estimate (seconds per
+candidate) is measured once per model, backend and device after a warm-up pass, both outside any budget,
+kept for the life of the process and refined by every rerank.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from crossrank.errors import InvalidInputError
@@ -63,6 +66,20 @@ class ThroughputEstimate:
         return max(0, int(math.floor(budget_seconds / self.seconds_per_pair))) if self.seconds_per_pair else 0
 
 
+# Measured scoring cost per reranker (one model on one backend and device) and chunking setting, shared by
+# every Searcher of the process that uses that reranker, and gone with it.
+_COSTS: "weakref.WeakKeyDictionary[object, dict[tuple, ThroughputEstimate]]" = weakref.WeakKeyDictionary()
+PROBE_CANDIDATES = 16  # real candidates scored (after a warm-up pass) to measure the cost per candidate
+
+
+def _shared_estimate(reranker, setting: tuple) -> ThroughputEstimate:
+    try:
+        per_setting = _COSTS.setdefault(reranker, {})
+    except TypeError:  # a reranker that cannot be weakly referenced: this Searcher's own estimate
+        return ThroughputEstimate()
+    return per_setting.setdefault(setting, ThroughputEstimate())
+
+
 class Searcher:
     """``search(query, k=100, top_n=10)``: first stage, then (optionally) a cross-encoder rerank."""
 
@@ -76,7 +93,8 @@ class Searcher:
             raise InvalidInputError(f"unknown aggregation {aggregation!r}: use one of {', '.join(AGGREGATIONS)}")
         self.reranker = reranker
         self.chunking, self.overlap, self.aggregation = chunking, overlap, aggregation
-        self.throughput = ThroughputEstimate()
+        self.throughput = _shared_estimate(reranker, (chunking, overlap)) if reranker is not None \
+            else ThroughputEstimate()
 
     # -- one query ----------------------------------------------------------------------------------------
     def search(self, query: str, k: int = 100, top_n: int = 10, budget_ms: float | None = None) -> SearchResult:
@@ -89,29 +107,33 @@ class Searcher:
         hits = [_hit(c, docs[c.id]) for c in candidates if c.id in docs]
         fetched = time.perf_counter()
         prefix = len(hits) if self.reranker is not None else 0
+        timings = {"retrieve": 1000 * (retrieved - start), "fetch": 1000 * (fetched - retrieved)}
         if self.reranker is not None and budget_ms is not None:
-            remaining = budget_ms / 1000.0 - (fetched - start)
-            prefix = min(prefix, self._affordable(hits, remaining))
+            if self._measure_cost(query, hits):  # once per model and device, outside the budget
+                timings["cost_probe"] = 1000 * (time.perf_counter() - fetched)
+            prefix = min(prefix, self.throughput.pairs_within(budget_ms / 1000.0))
+        rerank_start = time.perf_counter()
         if prefix:
-            rerank_start = time.perf_counter()
             scored = self._score([query] * prefix, hits[:prefix])
-            self.throughput.update(sum(s.windows for s in scored), time.perf_counter() - rerank_start)
+            self.throughput.update(prefix, time.perf_counter() - rerank_start)
             for hit, result in zip(hits, scored):
-                _apply(hit, result)
+                self._apply(hit, result)
         done = time.perf_counter()
-        ordered = _order(hits)
-        return SearchResult(query, ordered[:top_n], prefix, len(hits), {
-            "retrieve": 1000 * (retrieved - start), "fetch": 1000 * (fetched - retrieved),
-            "rerank": 1000 * (done - fetched), "total": 1000 * (done - start)})
+        timings["rerank"] = 1000 * (done - rerank_start)
+        timings["total"] = 1000 * (done - start)
+        return SearchResult(query, _order(hits)[:top_n], prefix, len(hits), timings)
 
-    def _affordable(self, hits: list[SearchHit], seconds: float) -> int:
-        """How many of the best first-stage candidates can be reranked within ``seconds``."""
-        if self.throughput.seconds_per_pair is None and hits:  # calibrate once on a few real pairs
-            probe = hits[: min(4, len(hits))]
-            begin = time.perf_counter()
-            windows = self._score(["calibration"] * len(probe), probe)
-            self.throughput.update(sum(w.windows for w in windows), time.perf_counter() - begin)
-        return min(len(hits), self.throughput.pairs_within(seconds))
+    def _measure_cost(self, query: str, hits: list[SearchHit]) -> bool:
+        """Seconds per candidate, measured on real candidates after a warm-up pass (the first pass is slow).
+        True when it measured (the first budgeted search of this model on this device)."""
+        if self.throughput.seconds_per_pair is not None or not hits:
+            return False
+        probe = hits[:PROBE_CANDIDATES]
+        self._score([query] * len(probe), probe)  # warm-up: allocations, kernels, caches
+        begin = time.perf_counter()
+        self._score([query] * len(probe), probe)
+        self.throughput.update(len(probe), time.perf_counter() - begin)
+        return True
 
     # -- many queries (batch mode): one globally batched rerank ------------------------------------------------
     def search_many(self, queries: dict[str, str], k: int = 100, top_n: int = 10) -> dict[str, list[SearchHit]]:
@@ -122,7 +144,7 @@ class Searcher:
             flat = [(qid, h) for qid, hs in hits.items() for h in hs]
             scored = self._score([queries[qid] for qid, _ in flat], [h for _, h in flat])
             for (_, hit), result in zip(flat, scored):
-                _apply(hit, result)
+                self._apply(hit, result)
         return {qid: _order(hs)[:top_n] for qid, hs in hits.items()}
 
     def _score(self, queries: list[str], hits: list[SearchHit]) -> list[ChunkedScore]:
@@ -137,6 +159,16 @@ class Searcher:
                              overlap, self.aggregation, titles=[h.title for h in hits])
 
 
+    def _apply(self, hit: SearchHit, result: ChunkedScore) -> None:
+        hit.rerank_score = result.score
+        # The reranker's own probability (its calibration), as in every other surface.
+        probability = getattr(self.reranker, "probability", None)
+        hit.probability = float(probability([result.score])[0]) if probability else sigmoid(result.score)
+        hit.reranked = True
+        hit.evidence = result.evidence
+        hit.windows = result.windows
+
+
 Pipeline = Searcher
 
 
@@ -145,12 +177,6 @@ def _hit(candidate: Candidate, doc) -> SearchHit:
                      first_stage_score=candidate.score)
 
 
-def _apply(hit: SearchHit, result: ChunkedScore) -> None:
-    hit.rerank_score = result.score
-    hit.probability = sigmoid(result.score)
-    hit.reranked = True
-    hit.evidence = result.evidence
-    hit.windows = result.windows
 
 
 def _order(hits: list[SearchHit]) -> list[SearchHit]:

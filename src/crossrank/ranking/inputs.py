@@ -17,13 +17,25 @@ class Documents:
     ids: list[str | None]
 
 
+def validate_text(text: str, what: str) -> str:
+    """A text must be valid Unicode: JSON's ``"\\ud800"`` escape yields a lone surrogate, which no
+    tokenizer can read and which cannot be written back as UTF-8."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"{what} contains a lone surrogate (U+{ord(text[exc.start]):04X}) at character "
+                                    f"{exc.start}: not valid Unicode") from None
+    return text
+
+
 def validate_query(query: Any) -> str:
-    """A query must be a non-blank string."""
+    """A query must be a non-blank string of valid Unicode."""
     if not isinstance(query, str):
         raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
     if not query.strip():
         raise InvalidInputError("query is empty")
-    return query
+    return validate_text(query, "query")
 
 
 def normalize_documents(documents: Any) -> Documents:
@@ -40,7 +52,7 @@ def normalize_documents(documents: Any) -> Documents:
     ids: list[str | None] = []
     for position, doc in enumerate(documents):
         if isinstance(doc, str):
-            texts.append(doc)
+            texts.append(validate_text(doc, f"document {position}"))
             ids.append(None)
         elif isinstance(doc, Mapping):
             text = doc.get("text")
@@ -49,7 +61,7 @@ def normalize_documents(documents: Any) -> Documents:
             doc_id = doc.get("id")
             if doc_id is not None and not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool):
                 raise InvalidInputError(f"document {position} has an 'id' that is not a string or integer")
-            texts.append(text)
+            texts.append(validate_text(text, f"document {position}"))
             ids.append(None if doc_id is None else str(doc_id))
         else:
             raise InvalidInputError(

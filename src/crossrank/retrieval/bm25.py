@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import bm25s
 import numpy as np
@@ -48,17 +48,39 @@ def _stemmer(settings: BM25Settings):
     return Stemmer.Stemmer(settings.stemmer).stemWords
 
 
-def _tokenize(texts: list[str], settings: BM25Settings, progress: bool = False):
-    return bm25s.tokenize(texts, stopwords=_stopwords(settings), stemmer=_stemmer(settings),
-                          token_pattern=settings.token_pattern, show_progress=progress)
+# Documents per tokenizer call when indexing: progress counts parts; the merged ids are the one-call ids.
+_TOKENIZE_PART = 20_000
 
 
-def build_bm25(texts: Iterable[str], folder: Path, settings: BM25Settings, progress: bool = False) -> None:
-    """Index texts (row i = document position i) and save to ``folder``."""
+def _tokenize(texts: list[str], settings: BM25Settings, progress: Callable[[int], None] | None = None):
+    """bm25s tokens of every text, tokenized in parts (so progress can count) and merged into one vocabulary.
+
+    bm25s's own bars stay off: progress belongs to the caller's one bar.
+    """
+    stopwords, stemmer = _stopwords(settings), _stemmer(settings)
+    ids: list[list[int]] = []
+    vocab: dict[str, int] = {}
+    for start in range(0, len(texts), _TOKENIZE_PART):
+        part = texts[start:start + _TOKENIZE_PART]
+        tokens = bm25s.tokenize(part, stopwords=stopwords, stemmer=stemmer, token_pattern=settings.token_pattern,
+                                show_progress=False)
+        to_global = {local: vocab.setdefault(token, len(vocab)) for token, local in tokens.vocab.items()}
+        ids.extend([to_global[i] for i in doc] for doc in tokens.ids)
+        if progress is not None:
+            progress(len(part))
+    return bm25s.tokenization.Tokenized(ids=ids, vocab=vocab)
+
+
+def build_bm25(texts: Iterable[str], folder: Path, settings: BM25Settings,
+               progress: Callable[[int], None] | bool | None = None) -> None:
+    """Index texts (row i = document position i) and save to ``folder``.
+
+    ``progress`` (a callable) is told how many documents are tokenized; bm25s shows no bars of its own.
+    """
     corpus = list(texts)
     model = bm25s.BM25(k1=settings.k1, b=settings.b, method="lucene")
     if corpus:
-        model.index(_tokenize(corpus, settings, progress), show_progress=progress)
+        model.index(_tokenize(corpus, settings, progress if callable(progress) else None), show_progress=False)
     folder.mkdir(parents=True, exist_ok=True)
     model.save(str(folder), show_progress=False)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from crossrank.errors import CrossrankError
 from crossrank.retrieval.bm25 import BM25Retriever, BM25Settings, build_bm25
-from crossrank.retrieval.dense import DenseRetriever, build_hnsw, save_embeddings
+from crossrank.retrieval.dense import DenseRetriever, build_hnsw, require_hnsw, save_embeddings
 from crossrank.retrieval.store import DocumentStore, StoredDocument
 
 logger = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ class CollectionIndex:
             if not overwrite:
                 raise IndexFormatError(f"{path} already holds an index; use `crossrank index add` to update it "
                                        "or --overwrite to rebuild")
+        if settings.hnsw:
+            require_hnsw()  # say so before creating anything, not after hours of embedding
         path.mkdir(parents=True, exist_ok=True)
         if not (path / MARKER).is_file():
             meta = {"format": FORMAT, "version": VERSION, "created": time.time(), "bm25": asdict(settings.bm25),
@@ -164,14 +166,16 @@ class CollectionIndex:
                     shutil.rmtree(stale, ignore_errors=True)
             yield
 
-    def add(self, documents: Iterable[StoredDocument], encoder=None, progress: bool = False) -> int:
+    # ``progress``: False shows nothing; True (or None, "not switched off") shows a bar on a terminal and a
+    # progress line every few seconds elsewhere (see crossrank.cli.progress).
+    def add(self, documents: Iterable[StoredDocument], encoder=None, progress: bool | None = False) -> int:
         """Add or replace documents (by id); returns how many were written."""
         docs = list({d.id: d for d in documents}.values())
         with self._writer():
             self._commit(add=docs, delete=[], encoder=encoder, progress=progress)
         return len(docs)
 
-    def delete(self, doc_ids: Iterable[str], progress: bool = False) -> int:
+    def delete(self, doc_ids: Iterable[str], progress: bool | None = False) -> int:
         """Delete documents by id; ids not in the index are ignored. Returns how many were deleted."""
         with self._writer():
             wanted = set(doc_ids) & set(self.doc_ids)
@@ -179,13 +183,17 @@ class CollectionIndex:
                 self._commit(add=[], delete=sorted(wanted), encoder=None, progress=progress)
         return len(wanted)
 
-    def replace_all(self, documents: Iterable[StoredDocument], encoder=None, progress: bool = False) -> int:
+    def replace_all(self, documents: Iterable[StoredDocument], encoder=None, progress: bool | None = False) -> int:
         docs = list({d.id: d for d in documents}.values())
         with self._writer():
             self._commit(add=docs, delete=list(self.doc_ids), encoder=encoder, progress=progress)
         return len(docs)
 
-    def _commit(self, add: list[StoredDocument], delete: list[str], encoder, progress: bool) -> None:
+    def _commit(self, add: list[StoredDocument], delete: list[str], encoder, progress: bool | None) -> None:
+        from crossrank.cli.progress import pair_progress
+
+        if self.settings.hnsw:
+            require_hnsw()
         new_gen = self.generation + 1
         folder = self.path / f"gen-{new_gen:06d}"
         self.store.stage(new_gen, add, delete)
@@ -196,19 +204,25 @@ class CollectionIndex:
 
         folder.mkdir(parents=True)
         texts = self.store.iter_texts(doc_ids, new_gen)
-        build_bm25(texts, folder / "bm25", self.settings.bm25, progress=progress)
-        if self.settings.dense_model:
-            if encoder is None:
-                from crossrank.model.bi_encoder import BiEncoder
+        # One progress display for the whole update: the libraries' own bars (bm25s, sentence-transformers) stay off.
+        with pair_progress(progress, "BM25 index", len(doc_ids), unit="documents") as advance:
+            build_bm25(texts, folder / "bm25", self.settings.bm25, progress=advance)
+            if self.settings.dense_model:
+                if encoder is None:
+                    from crossrank.model.bi_encoder import BiEncoder
 
-                encoder = BiEncoder(None if self.settings.dense_model == "default" else self.settings.dense_model)
-            old = np.asarray(self._dense.embeddings[kept_positions]) if self._dense is not None and kept_positions \
-                else np.zeros((0, encoder.dimension), dtype=np.float32)
-            new = encoder.encode([d.full_text for d in add], progress=progress)
-            vectors = np.concatenate([old, new]) if len(old) else new
-            save_embeddings(vectors, folder / "dense.npy")
-            if self.settings.hnsw:
-                build_hnsw(vectors, folder / "dense.hnsw")
+                    advance.stage("loading the bi-encoder", unit="documents")
+                    encoder = BiEncoder(None if self.settings.dense_model == "default" else self.settings.dense_model)
+                old = np.asarray(self._dense.embeddings[kept_positions]) if self._dense is not None and kept_positions \
+                    else np.zeros((0, encoder.dimension), dtype=np.float32)
+                advance.stage("embedding", len(add), unit="documents")
+                new = encoder.encode([d.full_text for d in add], progress=advance)
+                vectors = np.concatenate([old, new]) if len(old) else new
+                save_embeddings(vectors, folder / "dense.npy")
+                if self.settings.hnsw:
+                    advance.stage("HNSW index", len(vectors), unit="vectors")
+                    build_hnsw(vectors, folder / "dense.hnsw")
+                    advance(len(vectors))
         (folder / "doc_ids.json").write_text(json.dumps(doc_ids), encoding="utf-8")
         manifest = {"generation": new_gen, "count": len(doc_ids), "written": time.time()}
         (folder / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")

@@ -31,6 +31,10 @@ class Retriever:
         if method != "bm25" and not index.has_dense:
             raise InvalidInputError(f"retriever {method!r} needs dense embeddings; the index at {index.path} has "
                                     "none (rebuild with `crossrank index build --dense`)")
+        if approximate and method != "bm25" and index.dense().has_hnsw:
+            from crossrank.retrieval.dense import require_hnsw
+
+            require_hnsw()  # before any query: --approximate on this index needs usearch
         self.index, self.method, self.fusion, self.weight = index, method, fusion, weight
         self.approximate, self.fusion_depth = approximate, fusion_depth
         self._encoder = encoder

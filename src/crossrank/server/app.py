@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossrank.errors import InvalidInputError
-from crossrank.ranking.inputs import validate_query
+from crossrank.ranking.inputs import normalize_documents, validate_query
 from crossrank.ranking.results import rank_scores
 from crossrank.server import errors
 from crossrank.server.batcher import InferenceWorker, JobTimings
@@ -42,10 +42,21 @@ class ServiceState:
         self.worker: InferenceWorker | None = None
         self.load_error: str | None = None
         self.model_name = "crossrank"
+        self.shutting_down = False
 
     @property
     def ready(self) -> bool:
         return self.worker is not None
+
+    def drained(self) -> bool:
+        """True once no accepted request is waiting for the model (or the grace period has refused them)."""
+        return self.worker is None or self.worker.idle
+
+    def begin_shutdown(self) -> None:
+        """From now on /health says 503 and new requests are refused; accepted work gets the grace period."""
+        self.shutting_down = True
+        if self.worker is not None:
+            self.worker.begin_shutdown(self.settings.shutdown_grace_s)
 
 
 def create_app(load_model: Callable[[], object], settings: ServerSettings) -> FastAPI:
@@ -54,11 +65,15 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     def load() -> None:
         try:
             ce = load_model()
-            worker = InferenceWorker(ce.engine, settings.queue_size, settings.max_wait_ms,
-                                     settings.max_pairs_per_pass, settings.retry_after_s, state.metrics.on_pass)
+            ce.warm_up()
+            # The worker scores through the model front, so the server gives what Python and the CLI give.
+            worker = InferenceWorker(ce, settings.queue_size, settings.max_wait_ms, settings.max_pairs_per_pass,
+                                     settings.retry_after_s, state.metrics.on_pass)
             worker.start()
             state.ce, state.model_name = ce, ce.model_dir.name
             state.worker = worker
+            if state.shutting_down:  # a SIGTERM came while the model was loading
+                worker.begin_shutdown(settings.shutdown_grace_s)
             logger.info(json.dumps({"event": "model_loaded", "model": str(ce.model_dir), "device": ce.device}))
         except Exception as exc:  # noqa: BLE001 - reported by /health
             state.load_error = f"{type(exc).__name__}: {exc}"
@@ -69,12 +84,16 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
         loader = threading.Thread(target=load, name="crossrank-model-loader", daemon=True)
         loader.start()
         yield
+        state.begin_shutdown()
         loader.join()
         if state.worker is not None:
-            await asyncio.get_running_loop().run_in_executor(None, state.worker.stop)
+            await asyncio.get_running_loop().run_in_executor(
+                None, lambda: state.worker.stop(settings.shutdown_grace_s + 10))
         logger.info(json.dumps({"event": "stopped"}))
 
-    app = FastAPI(title="crossrank", version=_version(), lifespan=lifespan,
+    # Swagger UI and ReDoc load their scripts from a CDN, so they are blank offline: off unless asked for.
+    docs = {} if settings.docs else {"docs_url": None, "redoc_url": None}
+    app = FastAPI(title="crossrank", version=_version(), lifespan=lifespan, **docs,
                   description="Cross-encoder reranking, compatible with the Cohere, Jina and TEI rerank APIs.")
     app.state.service = state
     _install_error_handlers(app)
@@ -88,37 +107,50 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_key.encode()):
             raise errors.Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
 
-    async def rerank(request: Request, query: str, texts: list[str], max_tokens: int | None = None,
-                     refuse_long: bool = False):
-        authorize(request)
-        if not state.ready:
-            raise errors.NotReady(state.load_error or "the model is still loading")
+    def validate(query: str, texts: list[str]) -> None:
+        """Every check of a request's content, before it may reach the queue (422 or 413)."""
         try:
             validate_query(query)
+            normalize_documents(texts)  # non-empty, valid Unicode (a lone surrogate is a 422, not a 500)
         except InvalidInputError as exc:
             raise errors.ValidationFailed(str(exc)) from None
-        if not texts:
-            raise errors.ValidationFailed("documents is empty: nothing to rerank")
         if len(texts) > settings.max_documents:
             raise errors.PayloadTooLarge(f"{len(texts)} documents exceed the limit of {settings.max_documents}")
         for i, text in enumerate(texts):
             if len(text) > settings.max_document_chars:
                 raise errors.PayloadTooLarge(f"document {i} has {len(text)} characters; the limit is "
                                              f"{settings.max_document_chars}")
+
+    def prepare(query: str, texts: list[str], max_tokens: int | None, refuse_long: bool) -> list[str]:
+        """CPU work on the request's texts (run off the event loop): cut to max_tokens, check length."""
         if max_tokens is not None:
-            texts = [_cut_tokens(state.ce.tokenizer.backend, t, max_tokens) for t in texts]
+            texts = [state.ce.tokenizer.cut_document(t, max_tokens) for t in texts]
         if refuse_long:
             lengths = state.ce.tokenizer([query] * len(texts), texts)
             if lengths.truncated_pairs:
                 raise errors.PayloadTooLarge(f"{lengths.truncated_pairs} inputs exceed {state.ce.max_length} tokens "
                                              "and truncate is false")
+        return texts
+
+    async def rerank(request: Request, query: str, texts: list[str], max_tokens: int | None = None,
+                     refuse_long: bool = False):
+        """Scores of the (possibly cut) texts, in input order."""
+        authorize(request)
+        if state.shutting_down:
+            raise errors.ShuttingDown("the server is shutting down; retry shortly",
+                                      headers={"Retry-After": str(settings.retry_after_s)})
+        if not state.ready:
+            raise errors.NotReady(state.load_error or "the model is still loading")
+        validate(query, texts)
+        if max_tokens is not None or refuse_long:
+            texts = await asyncio.to_thread(prepare, query, texts, max_tokens, refuse_long)
         state.metrics.queue_depth.set(state.worker.depth)
         try:
             scores, timings = await state.worker.score([query] * len(texts), texts, settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise errors.Timeout(f"request not answered within {settings.request_timeout_s:g} s") from None
         request.state.timings = timings
-        return scores, texts
+        return scores
 
     @app.post("/v1/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True,
               responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Cohere v1 / Jina shape)")
@@ -132,7 +164,8 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
 
     async def _cohere(body: CohereRerankRequest, request: Request, version: str):
         texts = [d if isinstance(d, str) else d.text for d in body.documents]
-        scores, texts = await rerank(request, body.query, texts, body.max_tokens_per_doc)
+        scores = await rerank(request, body.query, texts, body.max_tokens_per_doc)
+        # Documents come back as sent, never as the cut text that was scored.
         ranked = rank_scores(scores, texts, None, body.top_n, state.ce.probability)
         results = [{"index": r.index, "relevance_score": r.probability,
                     **({"document": {"text": r.text}} if body.return_documents else {})} for r in ranked]
@@ -142,13 +175,15 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     @app.post("/rerank", response_model=list[TEIResult], response_model_exclude_none=True,
               responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Hugging Face TEI shape)")
     async def rerank_tei(body: TEIRerankRequest, request: Request):
-        scores, texts = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
+        scores = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
         return [{"index": r.index, "score": r.score if body.raw_scores else r.probability,
                  **({"text": r.text} if body.return_text else {})}
-                for r in rank_scores(scores, texts, probability=state.ce.probability)]
+                for r in rank_scores(scores, body.texts, probability=state.ce.probability)]
 
     @app.get("/health", tags=["operations"], responses={503: {"model": ErrorBody}})
     async def health():
+        if state.shutting_down:
+            raise errors.ShuttingDown("the server is shutting down")
         if state.ready:
             return {"status": "ok", "model": state.model_name}
         if state.load_error:
@@ -157,17 +192,13 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request):
-        authorize(request)
+        if not settings.public_metrics:  # a Prometheus scraper often has no key: --public-metrics
+            authorize(request)
         if state.worker is not None:
             state.metrics.queue_depth.set(state.worker.depth)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
 
     return app
-
-
-def _cut_tokens(tokenizer, text: str, max_tokens: int) -> str:
-    offsets = tokenizer.encode(text, add_special_tokens=False).offsets
-    return text if len(offsets) <= max_tokens else text[: offsets[max_tokens - 1][1]]
 
 
 def _version() -> str:

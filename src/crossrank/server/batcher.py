@@ -2,9 +2,14 @@
 
 Requests put a job on a bounded queue and await a future; the event loop never runs the model. The
 worker takes the first waiting job, gathers whatever else arrives within ``max_wait_ms`` (up to
-``max_pairs_per_pass`` pairs), scores all of their pairs in one engine call (which forms token-budget
-batches across requests) and hands each job its own scores, in order. A failure fails only the jobs of
-that pass; the worker keeps serving.
+``max_pairs_per_pass`` pairs), scores all of their pairs in one call of the model front
+(``CrossEncoder.score_with_stats``: ensembles and calibration included, token-budget batches formed across
+requests) and hands each job its own scores, in order. A failure fails only the jobs of that pass; the
+worker keeps serving.
+
+Shutdown: ``begin_shutdown(grace)`` refuses new jobs at once (503); work already accepted is finished
+until the grace period ends, and whatever is still queued or running then is refused cleanly (503 with
+Retry-After) between two batches, so the thread always ends and no request is left without an answer.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from crossrank.server.errors import InferenceFailed, Overloaded
+from crossrank.server.errors import InferenceFailed, Overloaded, ShuttingDown
 
 logger = logging.getLogger("crossrank.server")
 
@@ -53,10 +58,17 @@ class PassStats:
     seconds: float
 
 
+class _PastGrace(Exception):
+    """Raised between two batches once the shutdown grace period is over."""
+
+
 class InferenceWorker:
-    def __init__(self, engine, queue_size: int, max_wait_ms: float, max_pairs_per_pass: int, retry_after_s: int = 1,
-                 on_pass=None):
-        self.engine = engine
+    def __init__(self, scorer, queue_size: int, max_wait_ms: float, max_pairs_per_pass: int, retry_after_s: int = 1,
+                 on_pass=None, after_pass=None):
+        self.scorer = scorer  # the model front: score_with_stats(queries, documents, progress)
+        self.after_pass = after_pass or (lambda: None)
+        self._grace_deadline: float | None = None
+        self._in_pass = False
         self.max_wait = max_wait_ms / 1000.0
         self._last_pass_seconds = 0.0
         self.max_pairs = max_pairs_per_pass
@@ -70,15 +82,39 @@ class InferenceWorker:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish queued work, then end the thread."""
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Finish (or, past the grace period, refuse) queued work, then end the thread."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout)
+
+    def begin_shutdown(self, grace_s: float) -> None:
+        """Refuse new work from now on; finish accepted work for ``grace_s`` seconds, then refuse the rest."""
+        if self._grace_deadline is None:
+            self._grace_deadline = time.monotonic() + grace_s
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and no pass running: a shutdown may proceed."""
+        return not self._in_pass and self._carry is None and self._queue.empty()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._grace_deadline is not None
+
+    def _past_grace(self) -> bool:
+        return self._grace_deadline is not None and time.monotonic() >= self._grace_deadline
+
+    def _shutdown_error(self) -> ShuttingDown:
+        return ShuttingDown("the server is shutting down; retry on another replica or shortly",
+                            headers={"Retry-After": str(self.retry_after_s)})
 
     @property
     def depth(self) -> int:
         return self._queue.qsize()
 
     async def score(self, queries: list[str], documents: list[str], timeout: float) -> tuple[np.ndarray, JobTimings]:
+        if self.shutting_down:
+            raise self._shutdown_error()
         loop = asyncio.get_running_loop()
         job = _Job(queries, documents, loop.create_future(), loop)
         try:
@@ -99,6 +135,7 @@ class InferenceWorker:
             self._carry = None
             if first is None:
                 return
+            self._in_pass = True
             jobs = [first]
             pairs = len(first.documents)
             window = max(self.max_wait, min(ADAPTIVE_CAP_S, ADAPTIVE_SHARE * self._last_pass_seconds))
@@ -117,17 +154,28 @@ class InferenceWorker:
                     break
                 jobs.append(job)
                 pairs += len(job.documents)
-            self._score(jobs)
+            try:
+                self._score(jobs)
+            finally:
+                self._in_pass = False
 
     def _score(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if not j.cancelled]
         if not live:
             return
+        if self._past_grace():
+            for job in live:
+                self._resolve(job, exception=self._shutdown_error())
+            return
         started = time.perf_counter()
         queries = [q for j in live for q in j.queries]
         documents = [d for j in live for d in j.documents]
         try:
-            scores, stats = self.engine.score(queries, documents)
+            scores, stats = self.scorer.score_with_stats(queries, documents, progress=self._between_batches)
+        except _PastGrace:
+            for job in live:
+                self._resolve(job, exception=self._shutdown_error())
+            return
         except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the server
             logger.exception("inference failed for %d requests", len(live))
             for job in live:
@@ -146,6 +194,12 @@ class InferenceWorker:
                                  inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds) * share)
             self._resolve(job, result=(scores[offset:offset + n], timings))
             offset += n
+        self.after_pass()
+
+    def _between_batches(self, pairs_done: int) -> None:
+        """The engine's progress callback: the one point where a pass can stop cleanly."""
+        if self._past_grace():
+            raise _PastGrace()
 
     @staticmethod
     def _resolve(job: _Job, result=None, exception: Exception | None = None) -> None:

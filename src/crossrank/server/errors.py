@@ -47,6 +47,10 @@ class NotReady(ApiError):
     status, error_type = 503, "not_ready"
 
 
+class ShuttingDown(ApiError):
+    status, error_type = 503, "shutting_down"
+
+
 class Timeout(ApiError):
     status, error_type = 504, "timeout"
 

@@ -1,8 +1,11 @@
 """Start the service: bind the socket first (port 0 picks a free one), then run uvicorn.
 
-On SIGTERM/SIGINT uvicorn stops accepting connections, lets in-flight requests finish (up to
-``graceful_timeout_s``) and runs the app's shutdown (which drains the inference worker); the process
-then exits 0.
+On SIGTERM/SIGINT the server drains before it stops listening: /health turns 503 at once (a load
+balancer stops sending traffic), new requests get a clean 503 with Retry-After, and accepted requests
+are finished for up to ``settings.shutdown_grace_s`` seconds; any still waiting then get a 503 too.
+Once nothing is in flight, uvicorn shuts down as usual (its own timeout is a little longer than the
+grace, so it never has to cancel a request), the app's shutdown ends the inference worker, and the
+process exits 0. A second signal skips the wait for in-flight work.
 """
 
 from __future__ import annotations
@@ -12,13 +15,18 @@ import logging
 import signal
 import socket
 import sys
+import threading
+import time
 from typing import Callable
 
 from crossrank.server.settings import ServerSettings
 
 
-def serve(load_model: Callable[[], object], settings: ServerSettings, graceful_timeout_s: int = 30,
-          log_level: str = "info") -> None:
+# Seconds uvicorn waits beyond the grace period: time for the refused requests' 503s to be written.
+_UVICORN_MARGIN_S = 5
+
+
+def serve(load_model: Callable[[], object], settings: ServerSettings, log_level: str = "info") -> None:
     import uvicorn
 
     from crossrank.server.app import create_app
@@ -41,6 +49,23 @@ def serve(load_model: Callable[[], object], settings: ServerSettings, graceful_t
     class GracefulServer(uvicorn.Server):
         """uvicorn re-raises SIGTERM after its graceful shutdown (exit status -15); a finished shutdown exits 0."""
 
+        draining = False
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.draining:  # a second signal: stop waiting
+                super().handle_exit(sig, frame)
+                return
+            self.draining = True
+            app.state.service.begin_shutdown()
+
+            def stop_when_drained() -> None:
+                deadline = time.monotonic() + settings.shutdown_grace_s + _UVICORN_MARGIN_S
+                while not app.state.service.drained() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                uvicorn.Server.handle_exit(self, sig, None)
+
+            threading.Thread(target=stop_when_drained, name="crossrank-drain", daemon=True).start()
+
         @contextlib.contextmanager
         def capture_signals(self):
             previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -50,6 +75,7 @@ def serve(load_model: Callable[[], object], settings: ServerSettings, graceful_t
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    config = uvicorn.Config(create_app(load_model, settings), log_config=None, access_log=False,
-                            timeout_graceful_shutdown=graceful_timeout_s, lifespan="on")
+    app = create_app(load_model, settings)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=int(settings.shutdown_grace_s) + _UVICORN_MARGIN_S)
     GracefulServer(config).run(sockets=[sock])

@@ -18,3 +18,6 @@ class ServerSettings:
     max_pairs_per_pass: int = 4096  # pairs scored in one engine pass (across requests)
     request_timeout_s: float = 60.0  # per request, queueing included; beyond: 504
     retry_after_s: int = 1
+    shutdown_grace_s: float = 20.0  # after SIGTERM: finish accepted work this long, then refuse the rest (503)
+    docs: bool = False  # /docs and /redoc (their scripts come from a CDN, so they need internet)
+    public_metrics: bool = False  # /metrics without the API key (for a Prometheus scraper)

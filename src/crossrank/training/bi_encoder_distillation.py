@@ -23,6 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from crossrank.model.loading import quiet_loading
 from crossrank.training.losses.margin_mse import margin_mse
 from crossrank.training.precision import autocast_dtype
 from crossrank.training.negatives import TrainingGroup
@@ -82,7 +83,8 @@ def distil_bi_encoder(student: str | Path, groups: Sequence[TrainingGroup], outp
     random.seed(config.seed)
     np.random.seed(config.seed)
     torch.manual_seed(config.seed)
-    model = SentenceTransformer(str(student), device=str(resolved), local_files_only=True)
+    with quiet_loading():
+        model = SentenceTransformer(str(student), device=str(resolved), local_files_only=True)
     model.max_seq_length = config.max_length
     model.train()
     rng = random.Random(config.seed)

@@ -23,7 +23,7 @@ import torch
 
 from crossrank.engine.scorer import ScoringEngine, pad_batch
 from crossrank.engine.torch_backend import TorchBackend, resolve_device
-from crossrank.model.loading import LoadedModel
+from crossrank.model.loading import LoadedModel, quiet_loading
 from crossrank.model.settings import CrossEncoderSettings
 from crossrank.model.source import resolve_model_dir
 from crossrank.model.tokenization import PairTokenizer
@@ -74,9 +74,10 @@ def load_trainable(source: str, max_length: int, query_max_tokens: int):
     folder = resolve_model_dir(source)
     config = AutoConfig.from_pretrained(folder)
     config.num_labels = 1
-    model = AutoModelForSequenceClassification.from_pretrained(folder, config=config, dtype=torch.float32,
-                                                               use_safetensors=(folder / "model.safetensors").is_file(),
-                                                               weights_only=True)
+    with quiet_loading():
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, config=config, dtype=torch.float32, use_safetensors=(folder / "model.safetensors").is_file(),
+            weights_only=True)
     tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
     return model, tokenizer, PairTokenizer(tokenizer, max_length, query_max_tokens)
 

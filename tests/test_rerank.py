@@ -78,7 +78,7 @@ def test_rerank_many_matches_one_query_at_a_time_and_buckets_globally(tiny_ce):
         ("q", "just a string", "documents must be a list"),
         ("q", ["a", 3], "document 1 is int"),
         ("q", [{"id": "x"}], "document 0 needs a string 'text'"),
-        ("q", ["ok", "bad \udcff surrogate"], "document 1 is not valid Unicode"),
+        ("q", ["ok", "bad \udcff surrogate"], "document 1 contains a lone surrogate"),
     ],
 )
 def test_bad_input_gets_a_clear_error(tiny_ce, query, docs, message):

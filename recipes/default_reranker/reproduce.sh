@@ -27,9 +27,9 @@ crossrank train --model "$WORK/ce/final" --examples "$WORK/train2.jsonl" --outpu
 python recipes/default_reranker/make_default.py --trained "$WORK/ce2/final" --examples "$WORK/train2.jsonl" \
   --output src/crossrank/default_model --bi-encoder-weight 0.5
 
-# 4. Calibration (Platt) on TREC DL 2020 judgments: fitted on half the queries, ECE/Brier on the other half.
-crossrank calibrate --data "$DATA/trec-dl-2020" --split test --run "$DATA/trec-dl-2020/runs/bm25.top100.tsv" \
-  --depth 100 --method platt --relevance-level 2
+# 4. Calibration (Platt) on msmarco-dev-graded (125 MS MARCO dev questions x BM25 top-20, human grades),
+#    folded into ensemble.json as scale/bias; reliability diagrams in benchmarks/results/.
+python benchmarks/calibration_reliability.py --write-ensemble src/crossrank/default_model
 
 # 5. Quality: nDCG@10 of BM25 top-100 reranked on TREC DL 2020, SciFact and NFCorpus test splits.
 python benchmarks/reranker_quality.py --model src/crossrank/default_model --fit-fusion nfcorpus:dev \

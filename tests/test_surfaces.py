@@ -144,3 +144,22 @@ def test_the_shipped_default_probability_is_the_sigmoid_of_its_score_and_right_a
         assert r.probability == pytest.approx(1 / (1 + np.exp(-r.score)), abs=1e-6)
     assert ranked[0].index == 0 and ranked[0].probability > 0.5
     assert ranked[-1].index == 2 and ranked[-1].probability < 0.2
+
+
+def test_experiment_scores_with_the_ensemble(ensemble_model, tmp_path):
+    """`crossrank experiment` writes its reranked runs with the same scores as Python."""
+    pytest.importorskip("matplotlib", reason="plots need the [plots] extra")
+    data = tmp_path / "beir"
+    (data / "qrels").mkdir(parents=True)
+    (data / "corpus.jsonl").write_text(jsonl(*({"_id": f"d{i}", "title": "", "text": d} for i, d in enumerate(DOCS))))
+    (data / "queries.jsonl").write_text(jsonl({"_id": "q1", "text": QUERY}))
+    (data / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    run = data / "first.trec"
+    run.write_text("".join(f"q1 Q0 d{i} {i + 1} {10 - i} bm25\n" for i in range(len(DOCS))))
+    proc = run_cli(["experiment", "--data", str(data), "--run", str(run), "--model", str(ensemble_model), "--ks", "4",
+                    "--latency-queries", "1", "--output-dir", str(tmp_path / "exp")])
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = (tmp_path / "exp" / "runs" / "reranked.k4.trec").read_text().splitlines()
+    got = {line.split()[2]: float(line.split()[4]) for line in lines}
+    scores = CrossEncoder(str(ensemble_model)).score([(QUERY, d) for d in DOCS])
+    assert [got[f"d{i}"] for i in range(len(DOCS))] == pytest.approx(list(scores), abs=1e-4)

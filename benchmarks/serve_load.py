@@ -8,6 +8,16 @@ query, two short passages) and reads the server's resident memory before and aft
     python benchmarks/serve_load.py [--requests-per-level 32 96 192] [--soak 10000]
 
 Writes benchmarks/results/serve_load.json and .md.
+
+Memory under varied requests (a separate mode: no throughput levels, no offline engine):
+
+    python benchmarks/serve_load.py --memory-requests 10000 [--memory-concurrency 16] [--no-memory-fix]
+
+sends N requests of varied shapes (one query, 1-8 documents of 5-30 words each by default, cut from TREC DL
+2020 passages when present, else a word list; seeded) at concurrency 16 after 500 warm-up requests, samples
+the server's resident memory every second and at every 1,000 requests, and writes
+benchmarks/results/serve_memory.json, .md and .png (serve_memory_nofix.* with --no-memory-fix, which starts
+the server with CROSSRANK_NO_MALLOC_TRIM=1, i.e. without crossrank.engine.memory.release_freed_memory).
 """
 
 from __future__ import annotations
@@ -16,8 +26,10 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +43,39 @@ from throughput import DATA, load_pairs  # noqa: E402
 def rss_mb(pid: int) -> float:
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def start_server(flags: list[str], env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """`crossrank serve` on a free loopback port; returns the process and its URL once /health answers 200."""
+    import httpx
+
+    server = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--host", "127.0.0.1",
+                               "--port", "0", "--server-log-level", "warning", *flags],
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    first = server.stderr.readline().strip()
+    tail: list[str] = [first]
+
+    def drain() -> None:  # keep reading: a full stderr pipe would block the server
+        for line in server.stderr:
+            tail.append(line.rstrip())
+            del tail[:-50]
+
+    threading.Thread(target=drain, daemon=True).start()
+    if "listening on" not in first:
+        server.wait(60)
+        raise RuntimeError(f"crossrank serve did not start: {first}")
+    url = first.rsplit(" ", 1)[-1]
+    for _ in range(1500):
+        if server.poll() is not None:
+            raise RuntimeError("crossrank serve exited while loading:\n" + "\n".join(tail))
+        try:
+            if httpx.get(f"{url}/health").status_code == 200:
+                return server, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.terminate()
+    raise RuntimeError("crossrank serve did not become healthy in 300 s:\n" + "\n".join(tail))
 
 
 async def run_level(url: str, requests: list[dict], concurrency: int) -> dict:
@@ -70,7 +115,24 @@ def main() -> None:
     parser.add_argument("--soak", type=int, default=10_000)
     parser.add_argument("--max-wait-ms", type=float, default=None, help="server's gathering window")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    memory = parser.add_argument_group("memory under varied requests (runs instead of the load test)")
+    memory.add_argument("--memory-requests", type=int, default=None, metavar="N",
+                        help="send N varied requests and track the server's RSS; writes serve_memory.*")
+    memory.add_argument("--memory-concurrency", type=int, default=16)
+    memory.add_argument("--memory-warmup", type=int, default=500, help="varied requests before the start reading")
+    memory.add_argument("--memory-every", type=int, default=1000, help="RSS checkpoint every this many requests")
+    memory.add_argument("--memory-docs", type=int, nargs=2, default=[1, 8], metavar=("MIN", "MAX"),
+                        help="documents per request")
+    memory.add_argument("--memory-words", type=int, nargs=2, default=[5, 30], metavar=("MIN", "MAX"),
+                        help="words per document")
+    memory.add_argument("--no-memory-fix", action="store_true",
+                        help="serve with CROSSRANK_NO_MALLOC_TRIM=1; writes serve_memory_nofix.*")
+    memory.add_argument("--model", default=None, help="model folder or id for the server (default: shipped)")
+    memory.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.memory_requests is not None:
+        memory_main(args)
+        return
 
     import torch
 
@@ -96,19 +158,8 @@ def main() -> None:
     print(f"offline engine: {offline_runs[0]:.1f} pairs/s on {len(offline_pairs)} pairs", file=sys.stderr)
 
     flags = ["--max-wait-ms", str(args.max_wait_ms)] if args.max_wait_ms is not None else []
-    server = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--port", "0",
-                               "--server-log-level", "warning", *flags], stderr=subprocess.PIPE, text=True)
+    server, url = start_server(flags)
     try:
-        url = server.stderr.readline().strip().rsplit(" ", 1)[-1]
-        import httpx
-
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
         asyncio.run(run_level(url, requests[:2], 2))  # warm-up
         levels = []
         for concurrency, reqs in zip((1, 8, 32), level_requests):
@@ -158,6 +209,208 @@ def markdown(r: dict) -> str:
               f"{s['requests_per_second']:.0f} requests/s): growth {s['growth']:+.1%}.", ""]
     return "\n".join(lines)
 
+
+# -- memory under varied requests -----------------------------------------------------------------------------
+_FALLBACK_WORDS = ("the of and to in is was for on that with as by at from which protein cell gene cancer therapy "
+                   "patient study results clinical trial water energy city river population museum history novel "
+                   "author science data model training retrieval ranking photosynthesis mitochondria altitude "
+                   "pressure temperature unemployment insurance constitutional amendment cryptocurrency "
+                   "electroencephalography thermodynamics").split()
+
+
+def varied_requests(n: int, seed: int, docs: tuple[int, int] = (1, 8), words: tuple[int, int] = (5, 30)) -> list[dict]:
+    """n /v2/rerank bodies of varied shape: one query, docs[0]-docs[1] documents of words[0]-words[1] words.
+
+    Text comes from TREC DL 2020 queries and BM25 passages when the data is present (cut or repeated to the
+    drawn length), else from a word list: the point is many different (batch, length) shapes.
+    """
+    rng = random.Random(seed)
+    try:
+        pairs = load_pairs(DATA, 20)
+        queries = sorted({q for q, _ in pairs})
+        passages = [d.split() for _, d in pairs]
+    except OSError:
+        queries = [" ".join(rng.choice(_FALLBACK_WORDS) for _ in range(rng.randint(3, 10))) for _ in range(50)]
+        passages = [[rng.choice(_FALLBACK_WORDS) for _ in range(words[1])] for _ in range(500)]
+    requests = []
+    for _ in range(n):
+        documents = []
+        for _ in range(rng.randint(*docs)):
+            passage = rng.choice(passages) or ["empty"]
+            length = rng.randint(*words)
+            documents.append(" ".join((passage * (length // len(passage) + 1))[:length]))
+        requests.append({"query": rng.choice(queries), "documents": documents, "return_documents": False})
+    return requests
+
+
+async def run_memory(url: str, bodies: list[bytes], concurrency: int, pid: int, every: int) -> dict:
+    """Send the bodies at this concurrency; RSS every second (series) and at every `every` requests.
+
+    A reading taken while a pass runs includes that pass's activations, so each block of `every` requests
+    also gets the min / median / max of the per-second readings taken during it.
+    """
+    import httpx
+
+    done = 0
+    latencies: list[float] = []
+    checkpoints: list[dict] = []
+    series: list[dict] = []
+    next_body = iter(bodies)
+    started = time.perf_counter()
+
+    def reading() -> dict:
+        return {"requests": done, "seconds": round(time.perf_counter() - started, 2), "rss_mb": rss_mb(pid)}
+
+    async def sampler():
+        while True:
+            series.append(reading())
+            await asyncio.sleep(1.0)
+
+    async def worker(client):
+        nonlocal done
+        for body in next_body:
+            start = time.perf_counter()
+            response = await client.post(f"{url}/v2/rerank", content=body,
+                                         headers={"content-type": "application/json"})
+            response.raise_for_status()
+            latencies.append(time.perf_counter() - start)
+            done += 1
+            if done % every == 0 or done == len(bodies):
+                checkpoints.append(reading())
+
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+        sampling = asyncio.create_task(sampler())
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+        sampling.cancel()
+    series.append(reading())
+    low = 0
+    for point in checkpoints:  # the per-second readings taken while this block's requests were answered
+        block = [s["rss_mb"] for s in series if low < s["requests"] <= point["requests"]] or [point["rss_mb"]]
+        point.update(block_min_mb=min(block), block_median_mb=float(np.median(block)), block_max_mb=max(block),
+                     block_readings=len(block))
+        low = point["requests"]
+    ms = np.array(latencies) * 1000
+    return {"seconds": wall, "requests_per_second": len(bodies) / wall, "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "checkpoints": checkpoints, "series": series}
+
+
+def memory_main(args) -> None:
+    from crossrank.evaluation.machine import machine_info
+
+    name = "serve_memory_nofix" if args.no_memory_fix else "serve_memory"
+    shape = {"docs": tuple(args.memory_docs), "words": tuple(args.memory_words)}
+    warm = varied_requests(args.memory_warmup, args.seed + 1, **shape)
+    requests = varied_requests(args.memory_requests, args.seed, **shape)
+    bodies = [json.dumps(r).encode() for r in requests]  # serialised up front: the client stays cheap
+    flags = ["--max-wait-ms", str(args.max_wait_ms)] if args.max_wait_ms is not None else []
+    if args.model:
+        flags += ["--model", args.model]
+    env = {"CROSSRANK_NO_MALLOC_TRIM": "1" if args.no_memory_fix else ""}
+    server, url = start_server(flags, env)
+    try:
+        loaded_rss = rss_mb(server.pid)
+        if warm:
+            asyncio.run(run_memory(url, [json.dumps(r).encode() for r in warm], args.memory_concurrency, server.pid,
+                                   len(warm)))
+        time.sleep(2.0)  # idle: the last pass has finished
+        start_rss = rss_mb(server.pid)
+        print(f"RSS {loaded_rss:.0f} MB loaded, {start_rss:.0f} MB idle after {len(warm)} warm-up requests",
+              file=sys.stderr)
+        run = asyncio.run(run_memory(url, bodies, args.memory_concurrency, server.pid, args.memory_every))
+        time.sleep(2.0)
+        end_rss = rss_mb(server.pid)
+        with open(f"/proc/{server.pid}/status") as f:
+            peak = next(int(line.split()[1]) * 1024 / 1e6 for line in f if line.startswith("VmHWM:"))  # kB
+    finally:
+        server.terminate()
+        server.wait(60)
+    docs = [len(r["documents"]) for r in requests]
+    words = [len(d.split()) for r in requests for d in r["documents"]]
+    checkpoints = run["checkpoints"]
+    first_median = checkpoints[0]["block_median_mb"]
+    result = {
+        "machine": machine_info(), "model": args.model or "shipped default", "malloc_trim": not args.no_memory_fix,
+        "requests": len(requests), "warmup_requests": len(warm), "concurrency": args.memory_concurrency,
+        "documents_per_request": list(args.memory_docs), "words_per_document": list(args.memory_words),
+        "pairs": sum(docs), "mean_documents": sum(docs) / len(docs), "mean_words": sum(words) / len(words),
+        "rss_mb_loaded": loaded_rss, "rss_mb_start": start_rss, "rss_mb_end": end_rss, "rss_mb_peak_hwm": peak,
+        # idle after warm-up -> idle after the last request: the memory the server keeps
+        "growth": (end_rss - start_rss) / start_rss,
+        # median of the per-second readings: last block against the first
+        "median_growth": (checkpoints[-1]["block_median_mb"] - first_median) / first_median,
+        "max_block_median_growth": max((c["block_median_mb"] - first_median) / first_median for c in checkpoints),
+        "requests_per_second": run["requests_per_second"], "pairs_per_second": sum(docs) / run["seconds"],
+        "p50_ms": run["p50_ms"], "p95_ms": run["p95_ms"], "seconds": run["seconds"],
+        "checkpoints": checkpoints, "series": run["series"],
+    }
+    for point in checkpoints:
+        print(f"{point['requests']:>6} requests: {point['rss_mb']:.0f} MB (block median {point['block_median_mb']:.0f})",
+              file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(memory_markdown(result))
+    plot_memory(args.out, name)
+    print(memory_markdown(result))
+
+
+def memory_markdown(r: dict) -> str:
+    fix = ("with `release_freed_memory()` (glibc malloc_trim) after each inference pass" if r["malloc_trim"]
+           else "without `release_freed_memory()` (`CROSSRANK_NO_MALLOC_TRIM=1`)")
+    d, w = r["documents_per_request"], r["words_per_document"]
+    lines = ["# `crossrank serve` memory under varied requests", "",
+             f"Server {fix}; model: {r['model']}. {r['requests']:,} POST /v2/rerank requests at concurrency "
+             f"{r['concurrency']} after {r['warmup_requests']:,} warm-up requests: one TREC DL 2020 query and "
+             f"{d[0]}-{d[1]} documents (mean {r['mean_documents']:.1f}) of {w[0]}-{w[1]} words "
+             f"(mean {r['mean_words']:.0f}), {r['pairs']:,} pairs; client and server on the same machine "
+             f"({r['machine'].get('cores', '?')} cores).", "",
+             "RSS of the server process in MB. *At checkpoint*: read when that many requests had been answered; "
+             "*block*: the once-a-second readings taken while the requests since the previous checkpoint were "
+             "answered (a reading during a pass includes that pass's activations).", "",
+             "| requests | at checkpoint | block min | block median | block max | median vs first block |",
+             "|---|---|---|---|---|---|",
+             f"| start (idle after warm-up) | {r['rss_mb_start']:.0f} | | | | |"]
+    first = r["checkpoints"][0]["block_median_mb"]
+    for c in r["checkpoints"]:
+        lines.append(f"| {c['requests']:,} | {c['rss_mb']:.0f} | {c['block_min_mb']:.0f} | {c['block_median_mb']:.0f} | "
+                     f"{c['block_max_mb']:.0f} | {(c['block_median_mb'] - first) / first:+.1%} |")
+    lines += [f"| end (idle) | {r['rss_mb_end']:.0f} | | | | |", "",
+              f"Idle start to idle end: **{r['growth']:+.1%}** ({r['rss_mb_start']:.0f} -> {r['rss_mb_end']:.0f} MB). "
+              f"Block medians: last against first {r['median_growth']:+.1%}, highest {r['max_block_median_growth']:+.1%}. "
+              f"After loading the model: {r['rss_mb_loaded']:.0f} MB; peak resident (VmHWM, warm-up included): "
+              f"{r['rss_mb_peak_hwm']:.0f} MB.", "",
+              f"Throughput: {r['requests_per_second']:.1f} requests/s, {r['pairs_per_second']:.0f} pairs/s; "
+              f"latency p50 {r['p50_ms']:.0f} ms, p95 {r['p95_ms']:.0f} ms; {r['seconds']:.0f} s in all.", ""]
+    return "\n".join(lines)
+
+
+def plot_memory(out: Path, name: str) -> None:
+    """RSS against requests answered, for this run and the other variant when its JSON is beside it."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, stem in (("with malloc_trim after each pass", "serve_memory"),
+                        ("without (CROSSRANK_NO_MALLOC_TRIM=1)", "serve_memory_nofix")):
+        path = out / f"{stem}.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        ax.plot([p["requests"] for p in r["series"]], [p["rss_mb"] for p in r["series"]], label=label, lw=0.8)
+    ax.set_xlabel("requests answered (after warm-up)")
+    ax.set_ylabel("server RSS (MB), read once a second")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("crossrank serve: resident memory under varied requests")
+    fig.tight_layout()
+    fig.savefig(out / f"{name}.png", dpi=120)
+    plt.close(fig)
 
 if __name__ == "__main__":
     main()

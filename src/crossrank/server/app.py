@@ -17,6 +17,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from crossrank.engine.memory import release_freed_memory
 from crossrank.errors import InvalidInputError
 from crossrank.ranking.inputs import normalize_documents, validate_query
 from crossrank.ranking.results import rank_scores
@@ -67,8 +68,10 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
             ce = load_model()
             ce.warm_up()
             # The worker scores through the model front, so the server gives what Python and the CLI give.
+            # After each pass, freed activation memory goes back to the OS: varied batch shapes would
+            # otherwise ratchet the resident size up (crossrank.engine.memory says why).
             worker = InferenceWorker(ce, settings.queue_size, settings.max_wait_ms, settings.max_pairs_per_pass,
-                                     settings.retry_after_s, state.metrics.on_pass)
+                                     settings.retry_after_s, state.metrics.on_pass, release_freed_memory)
             worker.start()
             state.ce, state.model_name = ce, ce.model_dir.name
             state.worker = worker

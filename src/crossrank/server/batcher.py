@@ -158,6 +158,7 @@ class InferenceWorker:
                 self._score(jobs)
             finally:
                 self._in_pass = False
+                self.after_pass()  # e.g. return freed memory to the OS, after failed or cut passes too
 
     def _score(self, jobs: list[_Job]) -> None:
         live = [j for j in jobs if not j.cancelled]
@@ -194,7 +195,6 @@ class InferenceWorker:
                                  inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds) * share)
             self._resolve(job, result=(scores[offset:offset + n], timings))
             offset += n
-        self.after_pass()
 
     def _between_batches(self, pairs_done: int) -> None:
         """The engine's progress callback: the one point where a pass can stop cleanly."""

@@ -213,3 +213,30 @@ def test_calibrate_never_writes_into_the_shipped_model(tmp_path):
     assert {p.name: p.read_bytes() for p in default_model_dir().iterdir() if p.suffix == ".json"} == shipped
     calibrated = CrossEncoder(str(out))
     assert calibrated.calibration is not None and calibrated.ensemble is not None
+
+
+def test_deep_nesting_and_surrogates_are_invalid_lines_reported_by_number(tiny_model):
+    good = {"query": "q", "documents": ["a", "b"]}
+    deep = "[" * 100_000 + "\n"
+    proc = run_cli(["rerank", "--model", str(tiny_model)], jsonl(good) + deep)
+    assert proc.returncode == 3 and "line 2" in proc.stderr.decode() and "nested too deeply" in proc.stderr.decode()
+    assert "Traceback" not in proc.stderr.decode()
+    surrogate = '{"query": "q", "documents": ["a \\udcff"]}\n'
+    proc = run_cli(["rerank", "--model", str(tiny_model), "--skip-invalid"], jsonl(good) + surrogate + deep + jsonl(good))
+    assert proc.returncode == 0, proc.stderr.decode()
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert len(lines[0]["results"]) == 2 and len(lines[3]["results"]) == 2  # earlier and later results are kept
+    assert lines[1]["line"] == 2 and "surrogate" in lines[1]["error"]
+    assert lines[2]["line"] == 3 and "nested" in lines[2]["error"]
+
+
+@pytest.mark.parametrize("grade, message", [("inf", "not a whole number"), ("1.5", "not a whole number"),
+                                            ("nan", "NaN")])
+def test_eval_refuses_grades_that_are_not_whole_numbers(tmp_path, grade, message):
+    qrels, run = tmp_path / "qrels.tsv", tmp_path / "run.trec"
+    qrels.write_text(f"query-id\tcorpus-id\tscore\nq1\td1\t{grade}\n")
+    run.write_text("q1 Q0 d1 1 1.0 x\n")
+    proc = run_cli(["eval", "--qrels", str(qrels), "--run", str(run)])
+    assert proc.returncode == 3 and message in proc.stderr.decode() and "qrels.tsv:2" in proc.stderr.decode()
+    proc = run_cli(["eval", "--qrels", str(tmp_path), "--run", str(run)])
+    assert proc.returncode == 3 and "is a folder" in proc.stderr.decode()

@@ -281,6 +281,56 @@ def test_docs_are_off_by_default_and_metrics_can_be_public(server, tiny_model):
         srv.stop()
 
 
+def test_a_utf8_api_key_matches_and_left_truncation_is_refused(tiny_model):
+    srv = Server(tiny_model, "--api-key", "clé-секрет")
+    try:
+        body = json.dumps({"query": "q", "texts": ["a"]})
+        ok = httpx.post(f"{srv.url}/rerank", content=body, timeout=30,
+                        headers={"content-type": "application/json", "authorization": "Bearer clé-секрет".encode()})
+        assert ok.status_code == 200, ok.text
+        latin1 = httpx.post(f"{srv.url}/rerank", content=body, timeout=30, headers={
+            "content-type": "application/json", "authorization": "Bearer clé".encode("latin-1")})
+        assert latin1.status_code == 401
+        left = httpx.post(f"{srv.url}/rerank", timeout=30, content=json.dumps(
+            {"query": "q", "texts": ["a"], "truncation_direction": "left"}), headers={
+            "content-type": "application/json", "authorization": "Bearer clé-секрет".encode()})
+        assert left.status_code == 422 and "left" in left.json()["error"]
+    finally:
+        srv.stop()
+
+
+def test_a_request_that_fails_in_a_shared_pass_fails_alone(tiny_ce):
+    """The pass is retried request by request, so good requests merged with a failing one still succeed."""
+    import asyncio
+
+    from crossrank.server.batcher import InferenceWorker
+    from crossrank.server.errors import InferenceFailed
+
+    class FailsOnPoison:  # the real model, made to fail on one marked document
+        def score_with_stats(self, queries, documents, progress=None):
+            if "POISON" in documents:
+                raise RuntimeError("poisoned input")
+            return tiny_ce.score_with_stats(queries, documents, progress)
+
+    worker = InferenceWorker(FailsOnPoison(), queue_size=64, max_wait_ms=200, max_pairs_per_pass=4096)
+    worker.start()
+
+    async def run():
+        requests = [["doc one", "doc two"], ["POISON", "doc"], ["doc three"], ["doc four", "doc five"]]
+        return await asyncio.gather(*(worker.score(["q"] * len(d), d, 30) for d in requests),
+                                    return_exceptions=True)
+
+    try:
+        results = asyncio.run(run())
+    finally:
+        worker.stop()
+    assert isinstance(results[1], InferenceFailed)
+    for docs, result in zip([["doc one", "doc two"], ["doc three"], ["doc four", "doc five"]],
+                            [results[0], results[2], results[3]]):
+        scores, _ = result
+        np.testing.assert_allclose(scores, tiny_ce.score([("q", d) for d in docs]), atol=1e-5)
+
+
 def test_sigterm_with_requests_in_flight_loses_none(tiny_model):
     srv = Server(tiny_model)
     docs = ["protein cell therapy " * 30] * 150

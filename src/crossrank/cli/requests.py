@@ -48,6 +48,8 @@ def parse_line(raw: bytes, line: int, default_top_k: int | None) -> RerankReques
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"invalid JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:  # e.g. 100,000 nested brackets
+        raise InvalidInputError("invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise InvalidInputError(f"expected a JSON object, got {type(obj).__name__}")
     if "query" not in obj:

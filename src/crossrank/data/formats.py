@@ -60,6 +60,8 @@ class RunFile:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     path = Path(path)
+    if path.is_dir():
+        raise FormatError(f"{path} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(2, "No such file", str(path))
     with open(path, "rb") as handle:
@@ -137,6 +139,14 @@ def _number(path: Path, number: int, value: str, what: str) -> float:
     return parsed
 
 
+def _grade(path: Path, number: int, value: str) -> int:
+    """A relevance grade is a finite whole number: 1.5 is refused, not silently truncated to 1."""
+    grade = _number(path, number, value, "relevance")
+    if not math.isfinite(grade) or grade != int(grade):
+        raise FormatError(f"{path}:{number}: relevance {value!r} is not a whole number")
+    return int(grade)
+
+
 def _collect(path: Path, rows: Iterator[tuple[int, str, str, float]]) -> tuple[dict, list[Duplicate]]:
     """Group (line, query, doc, value) rows by query; the first of duplicate (query, doc) rows wins."""
     table: dict[str, dict] = {}
@@ -157,7 +167,7 @@ def read_qrels(path: Path) -> QrelsFile:
     def rows():
         for number, fields in _table(path, {3: "BEIR", 4: "TREC"}):
             qid, doc_id, grade = (fields[0], fields[1], fields[2]) if len(fields) == 3 else (fields[0], *fields[2:])
-            yield number, qid, doc_id, int(_number(path, number, grade, "relevance"))
+            yield number, qid, doc_id, _grade(path, number, grade)
 
     return QrelsFile(*_collect(path, rows()))
 

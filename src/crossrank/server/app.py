@@ -105,9 +105,11 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     def authorize(request: Request) -> None:
         if settings.api_key is None:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), settings.api_key.encode()):
+        # Compare bytes: HTTP headers arrive as bytes (Starlette decodes them as Latin-1), so a key with
+        # non-ASCII characters matches when the client sends it in UTF-8, as clients do.
+        header = request.headers.get("authorization", "").encode("latin-1")
+        scheme, _, token = header.partition(b" ")
+        if scheme.lower() != b"bearer" or not hmac.compare_digest(token, settings.api_key.encode("utf-8")):
             raise errors.Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
 
     def validate(query: str, texts: list[str]) -> None:
@@ -178,6 +180,8 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     @app.post("/rerank", response_model=list[TEIResult], response_model_exclude_none=True,
               responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Hugging Face TEI shape)")
     async def rerank_tei(body: TEIRerankRequest, request: Request):
+        if body.truncation_direction.lower() == "left":  # accepted by the schema for TEI clients, not done here
+            raise errors.ValidationFailed("truncation_direction 'left' is not supported: documents lose their end")
         scores = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
         return [{"index": r.index, "score": r.score if body.raw_scores else r.probability,
                  **({"text": r.text} if body.return_text else {})}

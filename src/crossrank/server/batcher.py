@@ -178,9 +178,13 @@ class InferenceWorker:
                 self._resolve(job, exception=self._shutdown_error())
             return
         except Exception as exc:  # noqa: BLE001 - one bad pass must not stop the server
-            logger.exception("inference failed for %d requests", len(live))
-            for job in live:
-                self._resolve(job, exception=InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}"))
+            if len(live) > 1:  # find the failing request: the others must not pay for it
+                logger.warning("a pass of %d requests failed (%s); scoring them one by one", len(live), exc)
+                for job in live:
+                    self._score([job])
+                return
+            logger.exception("inference failed for one request")
+            self._resolve(live[0], exception=InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}"))
             return
         seconds = time.perf_counter() - started
         self._last_pass_seconds = seconds

@@ -68,9 +68,11 @@ class CrossEncoder:
         self.max_length = loaded.max_length
         self.num_labels = loaded.num_labels
         self.activation = loaded.settings.activation
+        # ensemble.json beside the weights: score with the folder's model plus its declared partners.
+        config = EnsembleConfig.load(loaded.model_dir)
         # calibration.json beside the weights, if any. It was fitted on the scores the folder gives as a
         # whole, so it does not apply to the folder's own weights scored alone (use_ensemble=False).
-        own_weights_only = not use_ensemble and EnsembleConfig.load(loaded.model_dir) is not None
+        own_weights_only = not use_ensemble and config is not None
         self.calibration = None if own_weights_only else Calibration.load(loaded.model_dir)
         self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
         self.backend = TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
@@ -81,9 +83,7 @@ class CrossEncoder:
             raise InvalidInputError(f"batch_tokens must be positive, got {batch_tokens}")
         self.engine = ScoringEngine(self.tokenizer, self.backend, batch_tokens, max_batch_size)
         self.last_stats: ScoreStats | None = None
-        # ensemble.json beside the weights: score with the folder's model plus its declared partners.
-        config = EnsembleConfig.load(loaded.model_dir) if use_ensemble else None
-        self.ensemble = self._load_ensemble(config, dtype, batch_tokens, trust_remote_code)
+        self.ensemble = self._load_ensemble(config if use_ensemble else None, dtype, batch_tokens, trust_remote_code)
 
     def _load_ensemble(self, config: EnsembleConfig | None, dtype: str, batch_tokens: int,
                        trust_remote_code: bool):

@@ -69,8 +69,7 @@ def rerank(
         source = open_source(input)  # a missing input file fails before the model loads
         ce = CrossEncoder(model, device=device, max_length=max_length, batch_tokens=batch_tokens,
                           query_max_tokens=query_max_tokens)
-        show = progress
-        with source, atomic_output(output) as sink, pair_progress(show, "reranking") as advance:
+        with source, atomic_output(output) as sink, pair_progress(progress, "reranking") as advance:
             answered, skipped = run_rerank(ce, source, sink, top_k=top_k, skip_invalid=skip_invalid,
                                            return_documents=return_documents, progress=advance)
         if skipped:
@@ -117,8 +116,7 @@ def rerank_run(
 
     def work() -> None:
         scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length)
-        show = progress
-        count = rerank_run_command(scorer, corpus, queries, run, depth, output, show, first_stage_weight)
+        count = rerank_run_command(scorer, corpus, queries, run, depth, output, progress, first_stage_weight)
         typer.echo(f"crossrank rerank-run: reranked {count} queries -> {output}", err=True)
 
     _run(work)
@@ -150,9 +148,8 @@ def experiment(
             raise InvalidInputError(f"--ks needs positive integer depths, got {' '.join(ks)!r}")
         depths = [int(k) for k in names]
         scorer, name = load_scorer(reranker, model, device, batch_tokens, max_length)
-        show = progress
         path = experiment_command(scorer, name, data, split, run, depths, _split_names(metrics), relevance_level,
-                                  latency_queries, output_dir, device, show)
+                                  latency_queries, output_dir, device, progress)
         typer.echo(f"crossrank experiment: report in {path}", err=True)
 
     _run(work)
@@ -178,8 +175,7 @@ def index_build(
     """Build an index from a corpus."""
     from crossrank.cli.search import build_index
 
-    show = progress
-    _run(lambda: typer.echo(build_index(path, corpus, dense, dense_model, hnsw, k1, b, overwrite, show), err=True))
+    _run(lambda: typer.echo(build_index(path, corpus, dense, dense_model, hnsw, k1, b, overwrite, progress), err=True))
 
 
 @index_app.command("add")
@@ -191,8 +187,7 @@ def index_add(
     """Add or replace documents (atomically: an interrupted update leaves the old index intact)."""
     from crossrank.cli.search import update_index
 
-    show = progress
-    _run(lambda: typer.echo(update_index(path, corpus, [], show), err=True))
+    _run(lambda: typer.echo(update_index(path, corpus, [], progress), err=True))
 
 
 @index_app.command("delete")
@@ -377,8 +372,7 @@ def train(
         trainer = Trainer(model or str(encoder_dir()), output_dir, config, device=device, dev_metric=metric)
         from crossrank.cli.progress import pair_progress
 
-        show = True
-        with pair_progress(show, "training steps", unit="steps") as advance:
+        with pair_progress(True, "training steps", unit="steps") as advance:
             result = trainer.train(groups, resume=resume, progress=lambda step, value: advance(1))
         typer.echo(json.dumps({"groups": len(groups), "steps": result.steps, "seconds": round(result.seconds, 1),
                                "first_loss": result.losses[0] if result.losses else None,
@@ -422,13 +416,12 @@ def distill(
         ce = CrossEncoder(teacher, device=device)
         from crossrank.cli.progress import pair_progress
 
-        show = True
         total = sum(len(g.documents) for g in groups)
-        with pair_progress(show, "teacher scoring", total) as advance:
+        with pair_progress(True, "teacher scoring", total) as advance:
             scored = teacher_groups(groups, lambda pairs: ce.score(pairs, progress=advance))
         config = DistillConfig(epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
                                scale=scale, max_length=max_length, seed=seed, precision=precision)
-        with pair_progress(show, "distillation steps", unit="steps") as advance:
+        with pair_progress(True, "distillation steps", unit="steps") as advance:
             result = distil_bi_encoder(student or encoder_dir(), scored, output_dir, config, device=device,
                                        progress=lambda step, value: advance(1))
         typer.echo(json.dumps({"groups": len(scored), "steps": result.steps, "seconds": round(result.seconds, 1),

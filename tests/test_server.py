@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import signal
-import subprocess
-import sys
-import threading
 import time
 
 import httpx
@@ -18,43 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crossrank.ranking.results import sigmoid
-
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-class Server:
-    """``crossrank serve`` in a subprocess; the port is read from its first line on stderr."""
-
-    def __init__(self, model, *flags):
-        self.proc = subprocess.Popen([sys.executable, "-m", "crossrank.cli.app", "serve", "--model", str(model),
-                                      "--port", "0", "--api-key", KEY, *flags],
-                                     stderr=subprocess.PIPE, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        line = self.proc.stderr.readline()
-        assert "listening on" in line, line
-        self.url = line.strip().rsplit(" ", 1)[-1]
-        self.lines: list[str] = []
-        threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True).start()
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{self.url}/health").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not become healthy")
-
-    def post(self, path, body, headers=AUTH, **kwargs):
-        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        return httpx.post(f"{self.url}{path}", content=data, headers={"content-type": "application/json", **headers},
-                          timeout=60, **kwargs)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(60)
-
+from servers import AUTH, KEY, Server
 
 @pytest.fixture(scope="module")
 def server(tiny_model):

@@ -252,13 +252,17 @@ def serve(
     model: Optional[str] = typer.Option(None, "--model", "-m", envvar="CROSSRANK_MODEL", help="Model folder or hub id; default: shipped model."),
     host: str = typer.Option("127.0.0.1", "--host", envvar="CROSSRANK_HOST", help="Interface to bind (loopback by default)."),
     port: int = typer.Option(8080, "--port", envvar="CROSSRANK_PORT", min=0, max=65535, help="Port (0: any free port)."),
-    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CROSSRANK_API_KEY", help="Require 'Authorization: Bearer KEY'."),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CROSSRANK_API_KEY", help="Require 'Authorization: Bearer KEY'. A flag shows in `ps`: prefer the environment variable or --api-key-file."),
+    api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", envvar="CROSSRANK_API_KEY_FILE", help="Read the API key from this file (its first line)."),
     device: str = typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE", help="cpu, cuda, cuda:N, mps or auto."),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", envvar="CROSSRANK_BATCH_TOKENS", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", envvar="CROSSRANK_MAX_LENGTH", min=8, help="Tokens per pair."),
     max_documents: int = typer.Option(1000, "--max-documents", envvar="CROSSRANK_MAX_DOCUMENTS", min=1, help="Documents per request (413 beyond)."),
     max_document_chars: int = typer.Option(100_000, "--max-document-chars", envvar="CROSSRANK_MAX_DOCUMENT_CHARS", min=1, help="Characters per document (413 beyond)."),
-    max_body_bytes: int = typer.Option(20_000_000, "--max-body-bytes", envvar="CROSSRANK_MAX_BODY_BYTES", min=1, help="Request body size (413 beyond)."),
+    max_body_bytes: int = typer.Option(20_000_000, "--max-body-bytes", envvar="CROSSRANK_MAX_BODY_BYTES", min=1, help="Request body size (413 beyond, reading stops there)."),
+    max_header_bytes: int = typer.Option(16_384, "--max-header-bytes", envvar="CROSSRANK_MAX_HEADER_BYTES", min=1024, help="Request line and headers (431 beyond)."),
+    header_timeout: float = typer.Option(10.0, "--header-timeout", envvar="CROSSRANK_HEADER_TIMEOUT", min=0.001, help="Seconds for a request's headers to arrive (the connection is closed beyond)."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", envvar="CROSSRANK_BODY_TIMEOUT", min=0.001, help="Seconds for a request's body to arrive (408 beyond)."),
     queue_size: int = typer.Option(256, "--queue-size", envvar="CROSSRANK_QUEUE_SIZE", min=1, help="Waiting requests (429 beyond)."),
     max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", envvar="CROSSRANK_MAX_WAIT_MS", min=0, help="Wait to gather concurrent requests."),
     request_timeout: float = typer.Option(60.0, "--request-timeout", envvar="CROSSRANK_REQUEST_TIMEOUT", min=0.001, help="Seconds per request (504 beyond)."),
@@ -277,14 +281,28 @@ def serve(
                                           f"({exc.name} is missing)") from None
         from crossrank.cross_encoder import CrossEncoder
 
-        settings = ServerSettings(host=host, port=port, api_key=api_key or None, max_documents=max_documents,
-                                  max_document_chars=max_document_chars, max_body_bytes=max_body_bytes,
+        settings = ServerSettings(host=host, port=port, api_key=_api_key(api_key, api_key_file),
+                                  max_documents=max_documents, max_document_chars=max_document_chars,
+                                  max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
+                                  header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                                   queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout,
                                   shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics)
         run_server(lambda: CrossEncoder(model, device=device, batch_tokens=batch_tokens, max_length=max_length),
                    settings, log_level=log_level)
 
     _run(work)
+
+
+def _api_key(key: str | None, key_file: Path | None) -> str | None:
+    """The key from the flag or environment, or from the first line of a file (which `ps` never shows)."""
+    if key_file is None:
+        return key or None
+    if key:
+        raise InvalidInputError("give the API key once: --api-key (CROSSRANK_API_KEY) or --api-key-file, not both")
+    lines = key_file.read_text(encoding="utf-8").splitlines()  # a missing file is an OSError: exit 5
+    if not lines or not lines[0].strip():
+        raise InvalidInputError(f"API key file {key_file} is empty")
+    return lines[0].strip()
 
 
 @app.command()

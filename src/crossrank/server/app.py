@@ -23,6 +23,7 @@ from crossrank.ranking.inputs import normalize_documents, validate_query
 from crossrank.ranking.results import rank_scores
 from crossrank.server import errors
 from crossrank.server.batcher import InferenceWorker, JobTimings
+from crossrank.server.limits import RequestLimits
 from crossrank.server.metrics import ServerMetrics
 from crossrank.server.schemas import (CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRerankRequest,
                                       TEIResult)
@@ -30,7 +31,7 @@ from crossrank.server.settings import ServerSettings
 
 logger = logging.getLogger("crossrank.server")
 
-_ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 413, 422, 429, 500, 503, 504)}
+_ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 408, 413, 422, 429, 431, 500, 503, 504)}
 
 
 class ServiceState:
@@ -247,7 +248,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_middleware(app: FastAPI, state: ServiceState) -> None:
-    limit = state.settings.max_body_bytes
+    settings = state.settings
+    # Added first, so it runs inside `observe`: its 413/408/431 answers are timed and counted too.
+    app.add_middleware(RequestLimits, max_header_bytes=settings.max_header_bytes,
+                       max_body_bytes=settings.max_body_bytes, body_timeout_s=settings.body_timeout_s)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -256,14 +260,7 @@ def _install_middleware(app: FastAPI, state: ServiceState) -> None:
             # Every body here is JSON: parse it as such whatever the client declared (curl -d sends a form type).
             request.scope["headers"] = [(k, v) for k, v in request.scope["headers"] if k != b"content-type"] + \
                 [(b"content-type", b"application/json")]
-        declared = request.headers.get("content-length")
-        if declared is None and request.method == "POST":
-            declared = str(len(await request.body()))  # chunked upload: measure what arrived
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            response = JSONResponse(errors.body(errors.PayloadTooLarge(
-                f"request body of {declared} bytes exceeds the limit of {limit}")), status_code=413)
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         total = time.perf_counter() - started
         timings: JobTimings | None = getattr(request.state, "timings", None)
         response.headers["x-total-time"] = f"{1000 * total:.2f}"

@@ -27,12 +27,20 @@ class NotFound(ApiError):
     status, error_type = 404, "not_found"
 
 
+class RequestTimeout(ApiError):
+    status, error_type = 408, "request_timeout"
+
+
 class PayloadTooLarge(ApiError):
     status, error_type = 413, "payload_too_large"
 
 
 class ValidationFailed(ApiError):
     status, error_type = 422, "validation_error"
+
+
+class HeadersTooLarge(ApiError):
+    status, error_type = 431, "headers_too_large"
 
 
 class Overloaded(ApiError):

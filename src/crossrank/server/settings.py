@@ -12,7 +12,10 @@ class ServerSettings:
     api_key: str | None = None
     max_documents: int = 1000  # per request
     max_document_chars: int = 100_000  # per document
-    max_body_bytes: int = 20_000_000  # per request body
+    max_body_bytes: int = 20_000_000  # per request body; refused (413) as soon as more arrives
+    max_header_bytes: int = 16_384  # request line and headers together (431 beyond)
+    header_timeout_s: float = 10.0  # a request's headers must arrive within this, or the connection is closed
+    body_timeout_s: float = 30.0  # a request's body must arrive within this (408 beyond)
     queue_size: int = 256  # requests waiting for the inference worker; beyond: 429
     max_wait_ms: float = 5.0  # how long the worker waits to gather concurrent requests into one pass
     max_pairs_per_pass: int = 4096  # pairs scored in one engine pass (across requests)

@@ -5,9 +5,12 @@ fp16, computed in fp32; its ensemble.json partner is left out): the ms-marco-Min
 Results measured before the trained default shipped used the same architecture with an untrained head. Pairs: the BM25 top-100 candidates of the
 first TREC DL 2020 queries. CPU, float32, warm-up excluded, best of alternating rounds.
 
-    python benchmarks/throughput.py [--queries 7] [--rounds 5] [--threads 2]
+    python benchmarks/throughput.py [--queries 7] [--rounds 5] [--threads 2] [--no-backends]
 
-Writes benchmarks/results/throughput.json and throughput.md.
+Then the backend table (benchmarks/throughput_backends.py): torch fp32 / bf16 and ONNX fp32 / int8 against
+sentence-transformers in the same run, with nDCG@10 on DL 2020 and SciFact, latency and peak RSS.
+
+Writes benchmarks/results/throughput.json, throughput.md and throughput_backends.png.
 """
 
 from __future__ import annotations
@@ -87,6 +90,10 @@ def main() -> None:
     parser.add_argument("--st-batch-size", type=int, default=32, help="sentence-transformers' default")
     parser.add_argument("--batch-tokens", type=int, default=None, help="crossrank's (default: its own)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--no-backends", dest="backends", action="store_false", help="skip the backend table")
+    parser.add_argument("--quality-datasets", nargs="+", default=["trec-dl-2020", "scifact"])
+    parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "benchmark-scores",
+                        help="per-pair scores, reused by later runs")
     args = parser.parse_args()
     if not (args.data / "corpus.jsonl").is_file():
         sys.exit(f"benchmark data not found in {args.data} (expected the shared TREC DL 2020 folder)")
@@ -104,8 +111,6 @@ def main() -> None:
     ours = CrossEncoder(folder, batch_tokens=args.batch_tokens, use_ensemble=False)
     # Ablation: the same engine with the stock last layer, to show what each idea is worth.
     ours_full = CrossEncoder(folder, batch_tokens=args.batch_tokens, cls_only_last_layer=False, use_ensemble=False)
-    import torch
-
     theirs = STCrossEncoder(folder, device="cpu", model_kwargs={"dtype": torch.float32})
     print(f"{len(pairs)} pairs, {args.threads} threads, model {folder}", file=sys.stderr)
 
@@ -167,10 +172,18 @@ def main() -> None:
         },
         "sentence_transformers_padding_waste": 1 - st_real / st_padded,
     }
+    markdown = _markdown(result)
+    if args.backends:
+        from throughput_backends import markdown as backend_markdown
+        from throughput_backends import plot, run_backend_table
+
+        result["backends"] = run_backend_table(folder, pairs, args.data, theirs, args)
+        plot(result["backends"], args.out / "throughput_backends.png")
+        markdown += "\n" + backend_markdown(result["backends"])
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    (args.out / "throughput.md").write_text(_markdown(result))
-    print(_markdown(result))
+    (args.out / "throughput.md").write_text(markdown)
+    print(markdown)
 
 
 def _markdown(r: dict) -> str:

@@ -113,8 +113,8 @@ def test_max_length_beyond_positions_is_refused(tmp_path):
 
 
 def test_unknown_backend_and_missing_device(tiny_model):
-    with pytest.raises(BackendUnavailableError, match="backend 'onnx'"):
-        CrossEncoder(str(tiny_model), backend="onnx")
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'tvm'"):
+        CrossEncoder(str(tiny_model), backend="tvm")
     if not torch.cuda.is_available():
         with pytest.raises(BackendUnavailableError, match="CUDA is not available"):
             CrossEncoder(str(tiny_model), device="cuda")

@@ -12,9 +12,9 @@ from packaging.version import Version
 from conftest import REPO
 
 # Packages reranking does not need, each behind the extra that names its feature.
-MOVED = {"matplotlib": "plots", "usearch": "hnsw"}
+MOVED = {"matplotlib": "plots", "usearch": "hnsw", "onnxruntime": "onnx"}
 # Extras whose packages are installed and exercised by the test suite (the others are not used by the code).
-TESTED_EXTRAS = {"plots", "hnsw", "serve"}
+TESTED_EXTRAS = {"plots", "hnsw", "serve", "onnx"}
 
 
 @pytest.fixture(scope="module")

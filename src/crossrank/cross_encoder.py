@@ -7,11 +7,14 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from crossrank.engine.backends import check_combination, warn_if_slow
+from crossrank.engine.onnx_export import read_manifest, verify_export
 from crossrank.engine.scorer import ScoreStats, ScoringEngine
-from crossrank.engine.torch_backend import TorchBackend
+from crossrank.engine.torch_backend import TorchBackend, resolve_device
 from crossrank.errors import BackendUnavailableError, InvalidInputError
 from crossrank.model.default import default_model_dir
-from crossrank.model.loading import load_model
+from crossrank.model.loading import LoadedModel, load_model
+from crossrank.model.source import resolve_model_dir
 from crossrank.model.tokenization import PairTokenizer
 from crossrank.ranking.calibration import Calibration
 from crossrank.ranking.ensemble import EnsembleConfig, EnsembleScorer
@@ -42,28 +45,32 @@ class CrossEncoder:
     BERT-style models (exact to float32 rounding; set False to run the stock forward pass).
     A folder with ``ensemble.json`` scores as the ensemble it declares; ``use_ensemble=False`` scores with
     the folder's own weights alone.
+
+    ``backend``/``dtype``: ``torch`` in ``float32`` (the exact default), ``bfloat16`` or ``float16``;
+    ``onnx`` in ``float32`` or ``int8`` (CPU; the graph is exported on first use and cached, see
+    ``crossrank.engine.export_cache``). A folder written by ``crossrank export`` runs with the backend and
+    dtype it was exported for. ``crossrank.engine.backends`` lists what runs where.
     """
 
     def __init__(
         self,
         model: str | os.PathLike | None = None,
         device: str = "cpu",
-        backend: str = "torch",
+        backend: str | None = None,
         max_length: int | None = None,
         *,
         batch_tokens: int | None = None,
         max_batch_size: int = 512,
         query_max_tokens: int = 64,
-        dtype: str = "float32",
+        dtype: str | None = None,
         trust_remote_code: bool = False,
         revision: str | None = None,
         cls_only_last_layer: bool = True,
         use_ensemble: bool = True,
     ):
-        if backend != "torch":
-            raise BackendUnavailableError(f"backend {backend!r} is not available; this version supports 'torch'")
-        loaded = load_model(model if model is not None else default_model_dir(), max_length=max_length,
-                            trust_remote_code=trust_remote_code, revision=revision)
+        loaded, self.backend = _load_backend(model if model is not None else default_model_dir(), device, backend,
+                                             dtype, max_length, trust_remote_code, revision, cls_only_last_layer)
+        self.backend_name, self.dtype = self.backend.name, self.backend.dtype_name
         self.model_dir = loaded.model_dir
         self.max_length = loaded.max_length
         self.num_labels = loaded.num_labels
@@ -75,7 +82,6 @@ class CrossEncoder:
         own_weights_only = not use_ensemble and config is not None
         self.calibration = None if own_weights_only else Calibration.load(loaded.model_dir)
         self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
-        self.backend = TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
         self.device = str(self.backend.device)
         if batch_tokens is None:
             batch_tokens = DEFAULT_BATCH_TOKENS.get(self.backend.device.type, 8192)
@@ -83,10 +89,9 @@ class CrossEncoder:
             raise InvalidInputError(f"batch_tokens must be positive, got {batch_tokens}")
         self.engine = ScoringEngine(self.tokenizer, self.backend, batch_tokens, max_batch_size)
         self.last_stats: ScoreStats | None = None
-        self.ensemble = self._load_ensemble(config if use_ensemble else None, dtype, batch_tokens, trust_remote_code)
+        self.ensemble = self._load_ensemble(config if use_ensemble else None, batch_tokens, trust_remote_code)
 
-    def _load_ensemble(self, config: EnsembleConfig | None, dtype: str, batch_tokens: int,
-                       trust_remote_code: bool):
+    def _load_ensemble(self, config: EnsembleConfig | None, batch_tokens: int, trust_remote_code: bool):
         if config is None:
             return None
         members = []
@@ -95,7 +100,8 @@ class CrossEncoder:
                 members.append(_OwnWeights(self))
             elif member.kind == "cross-encoder":
                 # Partners run where this model runs: the resolved device, never the literal "auto".
-                members.append(CrossEncoder(self.model_dir / member.path, device=self.device, dtype=dtype,
+                members.append(CrossEncoder(self.model_dir / member.path, device=self.device,
+                                            backend=self.backend_name, dtype=self.dtype,
                                             batch_tokens=batch_tokens, trust_remote_code=trust_remote_code))
             else:
                 from crossrank.model.bi_encoder import BiEncoder
@@ -124,7 +130,8 @@ class CrossEncoder:
         return self.score_with_stats(queries, documents, progress)[0]
 
     def __repr__(self) -> str:
-        return f"CrossEncoder({str(self.model_dir)!r}, device={self.device!r}, max_length={self.max_length})"
+        return (f"CrossEncoder({str(self.model_dir)!r}, device={self.device!r}, backend={self.backend_name!r}, "
+                f"dtype={self.dtype!r}, max_length={self.max_length})")
 
     def score(self, pairs: Sequence[tuple[str, str]], *, apply_activation: bool = False,
               progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -201,6 +208,37 @@ class CrossEncoder:
     def predict(self, pairs: Sequence[tuple[str, str]], **kwargs: Any) -> np.ndarray:
         """Alias of ``score(pairs, apply_activation=True)``, matching sentence-transformers' ``predict``."""
         return self.score(pairs, apply_activation=True, **kwargs)
+
+
+def _load_backend(model, device: str, backend: str | None, dtype: str | None, max_length: int | None,
+                  trust_remote_code: bool, revision: str | None, cls_only_last_layer: bool):
+    """The loaded model (config, tokenizer, settings) and the backend that will run it."""
+    from crossrank.engine.onnx_backend import OnnxBackend
+
+    model_dir = resolve_model_dir(model, revision)
+    manifest = read_manifest(model_dir)
+    if manifest is not None:  # a folder written by `crossrank export`
+        wanted = (backend or manifest["backend"], dtype or manifest["dtype"])
+        if wanted != (manifest["backend"], manifest["dtype"]) or resolve_device(device).type != "cpu":
+            raise BackendUnavailableError(
+                f"{model_dir} is an export for backend={manifest['backend']!r} dtype={manifest['dtype']!r} on the CPU; "
+                f"for {wanted[0]}/{wanted[1]} on {device} load the source model ({manifest.get('source')})")
+        loaded = load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code,
+                            with_weights=False)
+        return loaded, OnnxBackend(verify_export(model_dir, manifest), manifest["dtype"])
+    backend, dtype = backend or "torch", dtype or "float32"
+    device_type = resolve_device(device).type
+    check_combination(backend, dtype, device_type)
+    warn_if_slow(backend, dtype, device_type)
+    loaded: LoadedModel = load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code,
+                                     revision=revision)
+    if backend == "onnx":
+        from crossrank.engine.export_cache import cached_onnx_export
+
+        folder = cached_onnx_export(loaded, dtype, cls_only_last_layer)
+        loaded.model = None  # the graph replaces the torch weights
+        return loaded, OnnxBackend(verify_export(folder, read_manifest(folder)), dtype)
+    return loaded, TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
 
 
 class _OwnWeights:

@@ -19,6 +19,16 @@ from crossrank.errors import BackendUnavailableError, CrossrankError, InvalidInp
 
 EXIT_OK, EXIT_INTERNAL, EXIT_USAGE, EXIT_INVALID_INPUT, EXIT_MODEL, EXIT_IO = 0, 1, 2, 3, 4, 5
 
+def _backend_option(env: bool = False):
+    return typer.Option(None, "--backend", envvar="CROSSRANK_BACKEND" if env else None,
+                        help="torch (default), onnx or openvino; an exported folder brings its own.")
+
+
+def _dtype_option(env: bool = False):
+    return typer.Option(None, "--dtype", envvar="CROSSRANK_DTYPE" if env else None,
+                        help="float32 (default), bfloat16, float16 (GPU) or int8 (onnx).")
+
+
 app = typer.Typer(
     name="crossrank",
     help="Fast, exact cross-encoder reranking. Each verb has --help.",
@@ -55,6 +65,8 @@ def rerank(
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair (default: the model's)."),
     query_max_tokens: int = typer.Option(64, "--query-max-tokens", min=1, help="Tokens kept of each query."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    backend: Optional[str] = _backend_option(),
+    dtype: Optional[str] = _dtype_option(),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad lines and go on instead of stopping."),
     return_documents: bool = typer.Option(False, "--return-documents", help="Include each document's text."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
@@ -67,8 +79,8 @@ def rerank(
 
     def work() -> None:
         source = open_source(input)  # a missing input file fails before the model loads
-        ce = CrossEncoder(model, device=device, max_length=max_length, batch_tokens=batch_tokens,
-                          query_max_tokens=query_max_tokens)
+        ce = CrossEncoder(model, device=device, backend=backend, dtype=dtype, max_length=max_length,
+                          batch_tokens=batch_tokens, query_max_tokens=query_max_tokens)
         with source, atomic_output(output) as sink, pair_progress(progress, "reranking") as advance:
             answered, skipped = run_rerank(ce, source, sink, top_k=top_k, skip_invalid=skip_invalid,
                                            return_documents=return_documents, progress=advance)
@@ -105,6 +117,8 @@ def rerank_run(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     reranker: str = typer.Option("cross-encoder", "--reranker", help="cross-encoder, or bi-encoder (cosine baseline)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    backend: Optional[str] = _backend_option(),
+    dtype: Optional[str] = _dtype_option(),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
     first_stage_weight: float = typer.Option(0.0, "--first-stage-weight", min=0.0, max=1.0,
@@ -115,7 +129,7 @@ def rerank_run(
     from crossrank.cli.evaluation import load_scorer, rerank_run_command
 
     def work() -> None:
-        scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length)
+        scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length, backend, dtype)
         count = rerank_run_command(scorer, corpus, queries, run, depth, output, progress, first_stage_weight)
         typer.echo(f"crossrank rerank-run: reranked {count} queries -> {output}", err=True)
 
@@ -135,6 +149,8 @@ def experiment(
     latency_queries: int = typer.Option(50, "--latency-queries", min=0, help="Queries timed one by one per K."),
     output_dir: Path = typer.Option(Path("experiment"), "--output-dir", "-o", help="Report, plots and runs go here."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    backend: Optional[str] = _backend_option(),
+    dtype: Optional[str] = _dtype_option(),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
@@ -147,7 +163,7 @@ def experiment(
         if not names or not all(k.isdigit() and int(k) > 0 for k in names):
             raise InvalidInputError(f"--ks needs positive integer depths, got {' '.join(ks)!r}")
         depths = [int(k) for k in names]
-        scorer, name = load_scorer(reranker, model, device, batch_tokens, max_length)
+        scorer, name = load_scorer(reranker, model, device, batch_tokens, max_length, backend, dtype)
         path = experiment_command(scorer, name, data, split, run, depths, _split_names(metrics), relevance_level,
                                   latency_queries, output_dir, device, progress)
         typer.echo(f"crossrank experiment: report in {path}", err=True)
@@ -238,13 +254,15 @@ def search(
     overlap: int = typer.Option(64, "--overlap", min=0, help="Tokens shared by consecutive windows."),
     aggregation: str = typer.Option("max", "--aggregation", help="Window scores -> document: max, mean, first, topk-mean."),
     device: str = typer.Option("cpu", "--device", help="Reranker device."),
+    backend: Optional[str] = _backend_option(),
+    dtype: Optional[str] = _dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the single query's hits as JSON."),
 ) -> None:
     """One- or two-stage search over an index."""
     from crossrank.cli.search import run_search
 
     _run(lambda: run_search(path, query, queries, output, retriever, k, rerank, top_n, budget_ms, fusion, weight,
-                            approximate, chunking, overlap, aggregation, device, as_json))
+                            approximate, chunking, overlap, aggregation, device, as_json, backend, dtype))
 
 
 @app.command()
@@ -255,6 +273,8 @@ def serve(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CROSSRANK_API_KEY", help="Require 'Authorization: Bearer KEY'. A flag shows in `ps`: prefer the environment variable or --api-key-file."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", envvar="CROSSRANK_API_KEY_FILE", help="Read the API key from this file (its first line)."),
     device: str = typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE", help="cpu, cuda, cuda:N, mps or auto."),
+    backend: Optional[str] = _backend_option(env=True),
+    dtype: Optional[str] = _dtype_option(env=True),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", envvar="CROSSRANK_BATCH_TOKENS", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", envvar="CROSSRANK_MAX_LENGTH", min=8, help="Tokens per pair."),
     max_documents: int = typer.Option(1000, "--max-documents", envvar="CROSSRANK_MAX_DOCUMENTS", min=1, help="Documents per request (413 beyond)."),
@@ -287,7 +307,8 @@ def serve(
                                   header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                                   queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout,
                                   shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics)
-        run_server(lambda: CrossEncoder(model, device=device, batch_tokens=batch_tokens, max_length=max_length),
+        run_server(lambda: CrossEncoder(model, device=device, backend=backend, dtype=dtype, batch_tokens=batch_tokens,
+                                        max_length=max_length),
                    settings, log_level=log_level)
 
     _run(work)
@@ -303,6 +324,37 @@ def _api_key(key: str | None, key_file: Path | None) -> str | None:
     if not lines or not lines[0].strip():
         raise InvalidInputError(f"API key file {key_file} is empty")
     return lines[0].strip()
+
+
+@app.command()
+def export(
+    model: Optional[str] = typer.Argument(None, help="Model folder or hub id; default: the shipped model."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder to write (the graph, tokenizer, config, manifest)."),
+    backend: str = typer.Option("onnx", "--backend", help="onnx (the backend that runs exported graphs)."),
+    dtype: str = typer.Option("int8", "--dtype", help="int8 (fastest on CPUs with VNNI) or float32."),
+    calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="BEIR folder whose queries and documents (top 20 of its first run, else judged ones) measure agreement with fp32; default: a built-in sample."),
+    strict: bool = typer.Option(False, "--strict", help="Fail (exit 4) when agreement with fp32 is below the thresholds, instead of warning."),
+) -> None:
+    """Export a model folder for a fast backend; `CrossEncoder(OUTPUT)` and every --model option load it."""
+    def work() -> None:
+        import json
+
+        from crossrank.engine.agreement import beir_sample
+        from crossrank.engine.backends import check_combination
+        from crossrank.engine.onnx_export import export_onnx
+        from crossrank.model.default import default_model_dir
+        from crossrank.model.loading import load_model
+
+        check_combination(backend, dtype, "cpu")
+        if backend != "onnx":
+            raise BackendUnavailableError(f"crossrank export writes ONNX graphs (--backend onnx), not {backend!r}")
+        sample = beir_sample(calibration_data) if calibration_data is not None else None
+        loaded = load_model(model if model is not None else default_model_dir())
+        result = export_onnx(loaded, output, dtype, sample=sample, strict=strict)
+        typer.echo(json.dumps({"output": str(result.folder), "backend": backend, "dtype": dtype,
+                               "seconds": round(result.seconds, 1), "agreement": result.manifest["agreement"]}))
+
+    _run(work)
 
 
 @app.command()

@@ -38,7 +38,8 @@ def print_eval(qrels_path: Path, run_path: Path, metrics: list[str], as_json: bo
     console.print(table)
 
 
-def load_scorer(reranker: str, model: str | None, device: str, batch_tokens: int | None, max_length: int | None):
+def load_scorer(reranker: str, model: str | None, device: str, batch_tokens: int | None, max_length: int | None,
+                backend: str | None = None, dtype: str | None = None):
     """A cross-encoder, or the bi-encoder cosine baseline; returns (scorer, display name)."""
     if reranker == "bi-encoder":
         from crossrank.engine.torch_backend import resolve_device
@@ -51,7 +52,8 @@ def load_scorer(reranker: str, model: str | None, device: str, batch_tokens: int
         raise InvalidInputError(f"unknown reranker {reranker!r}: use cross-encoder or bi-encoder")
     from crossrank.cross_encoder import CrossEncoder
 
-    ce = CrossEncoder(model, device=device, batch_tokens=batch_tokens, max_length=max_length)
+    ce = CrossEncoder(model, device=device, backend=backend, dtype=dtype, batch_tokens=batch_tokens,
+                      max_length=max_length)
     return ce, f"cross-encoder {ce.model_dir.name}"
 
 

@@ -55,7 +55,7 @@ def index_info(path: Path) -> dict:
 def run_search(path: Path, query: str | None, queries: Path | None, output: Path | None, retriever: str, k: int,
                rerank: str | None, top_n: int, budget_ms: float | None, fusion: str, weight: float,
                approximate: bool, chunking: bool, overlap: int, aggregation: str, device: str,
-               as_json: bool) -> None:
+               as_json: bool, backend: str | None = None, dtype: str | None = None) -> None:
     from crossrank.pipeline.searcher import Searcher
 
     if (query is None) == (queries is None):
@@ -66,7 +66,7 @@ def run_search(path: Path, query: str | None, queries: Path | None, output: Path
     if rerank is not None:
         from crossrank.cross_encoder import CrossEncoder
 
-        reranker = CrossEncoder(None if rerank == "default" else rerank, device=device)
+        reranker = CrossEncoder(None if rerank == "default" else rerank, device=device, backend=backend, dtype=dtype)
     searcher = Searcher(path, retriever, reranker, chunking=chunking, overlap=overlap, aggregation=aggregation,
                         fusion=fusion, weight=weight, approximate=approximate)
     if query is not None:

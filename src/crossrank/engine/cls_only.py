@@ -78,7 +78,10 @@ class ClsOnlyForward:
             raise RuntimeError("the last encoder layer was never reached")
         finally:
             self._active = False
-        cls = self._last_layer_for_first_token(hidden, inputs["attention_mask"])
+        return self.head(self._last_layer_for_first_token(hidden, inputs["attention_mask"]))
+
+    def head(self, cls: torch.Tensor) -> torch.Tensor:
+        """Logits from the last layer's [CLS] row."""
         if self.model_type == "bert":
             return self.model.classifier(self.pooler(cls))
         return self.model.classifier(cls)  # RoBERTa/ELECTRA heads read position 0 themselves

@@ -43,7 +43,10 @@ class TorchBackend:
             raise BackendUnavailableError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}")
         self.device = resolve_device(device)
         self.dtype = _DTYPES[dtype]
+        self.dtype_name = dtype
         self.model = loaded.model.to(device=self.device, dtype=self.dtype).eval()
+        if self.dtype != torch.float32:
+            _keep_head_in_float32(self.model)
         self.num_labels = loaded.num_labels
         self._forward = (ClsOnlyForward(self.model) if cls_only_last_layer and ClsOnlyForward.supports(self.model)
                          else lambda inputs: self.model(**inputs).logits)
@@ -68,3 +71,17 @@ class TorchBackend:
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
+
+
+def _keep_head_in_float32(model: torch.nn.Module) -> None:
+    """In half precision the score itself would be rounded to 8 bits of mantissa (steps of 1/64 near 3),
+    which ties candidates a reranker must tell apart: the pooler and classifier stay float32 and cast
+    their input up."""
+    def cast_up(module, args):
+        return tuple(a.float() if torch.is_tensor(a) and a.is_floating_point() else a for a in args)
+
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    for head in (getattr(base, "pooler", None), getattr(model, "classifier", None)):
+        if isinstance(head, torch.nn.Module):
+            head.float()
+            head.register_forward_pre_hook(cast_up)

@@ -70,7 +70,7 @@ def quiet_loading() -> Iterator[None]:
 class LoadedModel:
     """A ready-to-run cross-encoder: the torch module, its fast tokenizer and how to read its logits."""
 
-    model: torch.nn.Module
+    model: torch.nn.Module | None  # None for a folder loaded without weights (an exported graph's folder)
     tokenizer: object  # a transformers PreTrainedTokenizerFast
     model_dir: Path
     num_labels: int
@@ -86,15 +86,20 @@ def load_model(
     trust_remote_code: bool = False,
     revision: str | None = None,
     attn_implementation: str = "sdpa",
+    with_weights: bool = True,
 ) -> LoadedModel:
-    """Resolve, validate and load a cross-encoder on the CPU in float32 (the engine moves it later)."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    """Resolve, validate and load a cross-encoder on the CPU in float32 (the engine moves it later).
+
+    ``with_weights=False`` reads only the config, tokenizer and settings (``model`` is None): the folder of
+    an exported graph has no PyTorch weights.
+    """
+    from transformers import AutoConfig, AutoTokenizer
 
     model_dir = resolve_model_dir(name_or_path, revision)
     if not (model_dir / "config.json").is_file():
         raise ModelLoadError(f"model folder {model_dir} has no config.json: is it a Hugging Face model folder?")
     has_safetensors = any((model_dir / name).is_file() for name in _SAFETENSORS)
-    if not has_safetensors and not any((model_dir / name).is_file() for name in _PICKLED):
+    if with_weights and not has_safetensors and not any((model_dir / name).is_file() for name in _PICKLED):
         raise ModelLoadError(
             f"model folder {model_dir} has no weights: expected model.safetensors (or pytorch_model.bin)"
         )
@@ -116,32 +121,11 @@ def load_model(
             "2-label (positive minus negative logit) relevance heads"
         )
 
-    try:
-        with quiet_loading():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
-                model_dir,
-                config=config,
-                dtype=torch.float32,
-                use_safetensors=has_safetensors,
-                weights_only=True,
-                trust_remote_code=trust_remote_code,
-                attn_implementation=attn_implementation,
-                output_loading_info=True,
-            )
-    except ValueError as exc:
-        if "attn_implementation" in str(exc) or "sdpa" in str(exc).lower():
-            return load_model(name_or_path, max_length=max_length, trust_remote_code=trust_remote_code,
-                              revision=revision, attn_implementation="eager")
-        raise ModelLoadError(f"cannot load weights from {model_dir}: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise ModelLoadError(f"cannot load weights from {model_dir}: {type(exc).__name__}: {exc}") from exc
-    missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
-    if missing:
-        raise ModelLoadError(
-            f"weights in {model_dir} lack {len(missing)} tensors of the model ({', '.join(sorted(missing)[:4])}"
-            f"{', ...' if len(missing) > 4 else ''}); a cross-encoder checkpoint must include its trained head"
-        )
-    model.eval()
+    model = None
+    if with_weights:
+        model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, attn_implementation)
+        if model is None:  # this architecture has no SDPA attention
+            model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, "eager")
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True, trust_remote_code=trust_remote_code)
@@ -165,6 +149,38 @@ def load_model(
         max_length=int(max_length),
         model_type=str(getattr(config, "model_type", "")),
     )
+
+
+def _load_weights(model_dir: Path, config, has_safetensors: bool, trust_remote_code: bool,
+                  attn_implementation: str) -> torch.nn.Module | None:
+    """The torch module in float32, eval mode; None when ``attn_implementation`` is not supported."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        with quiet_loading():
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                model_dir,
+                config=config,
+                dtype=torch.float32,
+                use_safetensors=has_safetensors,
+                weights_only=True,
+                trust_remote_code=trust_remote_code,
+                attn_implementation=attn_implementation,
+                output_loading_info=True,
+            )
+    except ValueError as exc:
+        if attn_implementation != "eager" and ("attn_implementation" in str(exc) or "sdpa" in str(exc).lower()):
+            return None
+        raise ModelLoadError(f"cannot load weights from {model_dir}: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ModelLoadError(f"cannot load weights from {model_dir}: {type(exc).__name__}: {exc}") from exc
+    missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
+    if missing:
+        raise ModelLoadError(
+            f"weights in {model_dir} lack {len(missing)} tensors of the model ({', '.join(sorted(missing)[:4])}"
+            f"{', ...' if len(missing) > 4 else ''}); a cross-encoder checkpoint must include its trained head"
+        )
+    return model.eval()
 
 
 def _position_limit(config: object) -> int | None:

@@ -54,16 +54,18 @@ def load_pairs(data: Path, n_queries: int) -> list[tuple[str, str]]:
     return [(queries[q], corpus[d]) for q in chosen for d in run[q]]
 
 
-def reference_scores(folder: str, pairs) -> np.ndarray:
+def reference_scores(folder: str, pairs, max_length: int = 512) -> np.ndarray:
     """transformers eager fp32, one pair at a time: the ground truth both engines are checked against."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager").eval()
+    model = AutoModelForSequenceClassification.from_pretrained(folder, attn_implementation="eager",
+                                                               dtype=torch.float32).eval()
     out = []
     with torch.inference_mode():
         for query, doc in pairs:
-            enc = tokenizer(query, doc, truncation="only_second", max_length=512, return_tensors="pt")
+            enc = tokenizer(query, doc, truncation="only_second", max_length=max_length,
+                            return_tensors="pt")
             out.append(float(model(**enc).logits[0, 0]))
     return np.array(out)
 
@@ -139,7 +141,7 @@ def main() -> None:
         print(f"round {round_ + 1}: " + ", ".join(f"{n} {len(pairs) / t[-1]:.1f} pairs/s" for n, t in timings.items()),
               file=sys.stderr)
 
-    reference = reference_scores(folder, pairs)
+    reference = reference_scores(folder, pairs, ours.max_length)  # truncated as both engines truncate
     best = {name: len(pairs) / min(t) for name, t in timings.items()}
     stats = breakdowns[int(np.argmin(timings["crossrank"]))]
     st_real, st_padded = st_padding(theirs, pairs, args.st_batch_size)

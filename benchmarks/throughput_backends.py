@@ -122,13 +122,16 @@ def latency(engines: dict, data: Path, ks=(10, 50, 100), queries: int = 30) -> d
 
 _RSS_CODE = """
 import json, resource, sys, torch
+from pathlib import Path
 sys.path.insert(0, {bench!r})
 torch.set_num_threads({threads})
 from throughput import load_pairs
 from crossrank import CrossEncoder
 ce = CrossEncoder({folder!r}, backend={backend!r}, dtype={dtype!r}, use_ensemble=False)
-ce.score(load_pairs({data!r}, {queries}))
-print(json.dumps({{"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+ce.score(load_pairs(Path({data!r}), {queries}))
+# VmHWM, not ru_maxrss: the latter carries the parent's high-water mark across fork and exec.
+peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(json.dumps({{"peak_rss_mb": peak / 1024}}))
 """
 
 

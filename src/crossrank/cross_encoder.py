@@ -230,14 +230,17 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
     device_type = resolve_device(device).type
     check_combination(backend, dtype, device_type)
     warn_if_slow(backend, dtype, device_type)
-    loaded: LoadedModel = load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code,
-                                     revision=revision)
+    def load(with_weights: bool = True) -> LoadedModel:
+        return load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code, revision=revision,
+                          with_weights=with_weights)
+
     if backend == "onnx":
         from crossrank.engine.export_cache import cached_onnx_export
 
-        folder = cached_onnx_export(loaded, dtype, cls_only_last_layer)
-        loaded.model = None  # the graph replaces the torch weights
-        return loaded, OnnxBackend(verify_export(folder, read_manifest(folder)), dtype)
+        # The torch weights are read only when the cached graph has to be (re)built.
+        graph = cached_onnx_export(model_dir, dtype, load, cls_only_last_layer)
+        return load(with_weights=False), OnnxBackend(graph, dtype)
+    loaded = load()
     return loaded, TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
 
 

@@ -78,7 +78,7 @@ class ClsOnlyForward:
             raise RuntimeError("the last encoder layer was never reached")
         finally:
             self._active = False
-        return self.head(self._last_layer_for_first_token(hidden, inputs["attention_mask"]))
+        return self.head(self.last_layer_for_first_token(hidden, inputs["attention_mask"]))
 
     def head(self, cls: torch.Tensor) -> torch.Tensor:
         """Logits from the last layer's [CLS] row."""
@@ -86,7 +86,8 @@ class ClsOnlyForward:
             return self.model.classifier(self.pooler(cls))
         return self.model.classifier(cls)  # RoBERTa/ELECTRA heads read position 0 themselves
 
-    def _last_layer_for_first_token(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def last_layer_for_first_token(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The last layer's output for [CLS] alone, from that layer's input (also used by the ONNX graph)."""
         batch, length, _ = hidden.shape
         first = hidden[:, :1]
         split = (batch, -1, self.heads, self.head_size)

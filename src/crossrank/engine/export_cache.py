@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from crossrank.engine.onnx_export import export_onnx, read_manifest, verify_export, weights_digest
 from crossrank.errors import CrossrankError
@@ -27,21 +27,24 @@ logger = logging.getLogger("crossrank")
 FOLDER_CACHE = ".crossrank-exports"
 
 
-def cached_onnx_export(loaded: LoadedModel, dtype: str, cls_only_last_layer: bool = True) -> Path:
-    """The folder of a valid export of ``loaded`` in ``dtype``, exporting it first when needed."""
-    digest = weights_digest(loaded.model_dir)
+def cached_onnx_export(model_dir: Path, dtype: str, load_weights: Callable[[], LoadedModel],
+                       cls_only_last_layer: bool = True) -> Path:
+    """The verified graph of an export of ``model_dir`` in ``dtype``; the torch weights are loaded (by
+    ``load_weights``) only when the graph has to be exported."""
+    digest = weights_digest(model_dir)
     key = f"onnx-{dtype}-{'cls' if cls_only_last_layer else 'full'}-{digest[:20]}"
-    root = _cache_root(loaded.model_dir)
+    root = _cache_root(model_dir)
     entry = root / key
     with _locked(root / f".{key}.lock"):
-        if _valid(entry, digest, dtype):
-            return entry
+        graph = _verified_graph(entry, digest, dtype)
+        if graph is not None:
+            return graph
         if entry.exists():
             logger.warning("rebuilding the cached export %s: it is stale, foreign or damaged", entry)
             shutil.rmtree(entry, ignore_errors=True)
-        logger.info("exporting %s to ONNX %s (once; cached in %s)", loaded.model_dir, dtype, entry)
-        export_onnx(loaded, entry, dtype, cls_only_last_layer=cls_only_last_layer)
-    return entry
+        logger.info("exporting %s to ONNX %s (once; cached in %s)", model_dir, dtype, entry)
+        result = export_onnx(load_weights(), entry, dtype, cls_only_last_layer=cls_only_last_layer)
+    return entry / result.manifest["graph"]
 
 
 def _cache_root(model_dir: Path) -> Path:
@@ -59,15 +62,15 @@ def _cache_root(model_dir: Path) -> Path:
         return user
 
 
-def _valid(entry: Path, digest: str, dtype: str) -> bool:
+def _verified_graph(entry: Path, digest: str, dtype: str) -> Path | None:
+    """The entry's graph when the entry is sound and made from these weights in this dtype, else None."""
     try:
         manifest = read_manifest(entry)
         if manifest is None or manifest.get("source_weights_sha256") != digest or manifest.get("dtype") != dtype:
-            return False
-        verify_export(entry, manifest)
-        return True
+            return None
+        return verify_export(entry, manifest)
     except CrossrankError:
-        return False
+        return None
 
 
 @contextlib.contextmanager

@@ -108,7 +108,7 @@ class ScoreGraph(torch.nn.Module):
             inputs["token_type_ids"] = token_type_ids
         if self.cls_only:
             hidden = self.base(**inputs).last_hidden_state  # every layer but the last
-            logits = self.last.head(self.last._last_layer_for_first_token(hidden, attention_mask))
+            logits = self.last.head(self.last.last_layer_for_first_token(hidden, attention_mask))
         else:
             logits = self.model(**inputs).logits
         return logits[:, 0] if self.num_labels == 1 else logits[:, 1] - logits[:, 0]

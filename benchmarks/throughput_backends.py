@@ -85,7 +85,7 @@ def quality(engines: dict, folder: str, datasets: list[str], cache: Path) -> dic
         bi_scores = cached_scores(cache, f"{dataset}-bi-encoder-default", bi, pairs, f"{dataset} bi-encoder")
         results[dataset] = {}
         for name, ce in engines.items():
-            key = f"{dataset}-{model_cache_key(folder, ce.max_length)}-{name.replace(' ', '-')}"
+            key = f"{dataset}-{model_cache_key(folder, ce.max_length)}-{name.replace(' ', '-')}{engine_tag(ce)}"
             ce_scores = cached_scores(cache, key, ce, pairs, f"{dataset} {name}")
             combined = full.ensemble.combine_scores([ce_scores, bi_scores])
             results[dataset][name] = {
@@ -93,6 +93,16 @@ def quality(engines: dict, folder: str, datasets: list[str], cache: Path) -> dic
                 "full_default": evaluate(qrels, to_run(lists, combined), ["ndcg@10"]).metrics["ndcg@10"],
                 "pairs": len(pairs)}
     return results
+
+
+def engine_tag(ce) -> str:
+    """What makes cached scores of one backend stale: the exported graph, or the bf16 method."""
+    backend = ce.engine.backend
+    if hasattr(backend, "graph"):
+        from crossrank.engine.onnx_export import sha256_file
+
+        return "-" + sha256_file(backend.graph)[:12]
+    return "-autocast" if getattr(backend, "autocast", False) else ""
 
 
 def latency(engines: dict, data: Path, ks=(10, 50, 100), queries: int = 30) -> dict:

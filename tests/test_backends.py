@@ -169,11 +169,13 @@ def test_two_processes_exporting_at_once_both_get_a_good_graph(model_copy):
 
 
 def test_the_drift_guard_warns_and_strict_fails(model_copy, tmp_path):
-    """The tiny random model's int8 export misses the thresholds on the built-in sample: a warning, or exit 4."""
-    done = cli("export", model_copy, "--dtype", "int8", "--output", tmp_path / "loose")
+    """Below the thresholds (set above what int8 reaches): a warning, or exit 4 and nothing written."""
+    bar = ("--min-spearman", "0.999999")
+    done = cli("export", model_copy, "--dtype", "int8", "--output", tmp_path / "loose", *bar)
     assert done.returncode == 0 and "drifts from fp32" in done.stderr
-    assert json.loads(done.stdout)["agreement"]["passed"] is False
-    done = cli("export", model_copy, "--dtype", "int8", "--output", tmp_path / "strict", "--strict")
+    agreement = json.loads(done.stdout)["agreement"]
+    assert agreement["passed"] is False and agreement["thresholds"] == {"top10_overlap": 0.9, "spearman": 0.999999}
+    done = cli("export", model_copy, "--dtype", "int8", "--output", tmp_path / "strict", "--strict", *bar)
     assert done.returncode == 4 and "--strict" in done.stderr
     assert not (tmp_path / "strict").exists() and not list(tmp_path.glob(".strict*"))
 
@@ -264,3 +266,53 @@ def test_export_measures_agreement_on_the_users_data(model_copy, tmp_path):
     assert agreement["source"] == "beir, judged documents" and agreement["pairs"] == 27 and agreement["passed"]
     done = cli("export", model_copy, "--output", tmp_path / "bad", "--calibration-data", tmp_path / "missing")
     assert done.returncode == 5 and "missing" in done.stderr
+
+
+def test_the_int8_rewrite_is_exact_in_float32_and_keeps_the_cls_rows_out_of_int8(tiny_model, tmp_path):
+    """The first-token split, the smoothing and the zeroed padding rows change nothing before quantization;
+    after it, the [CLS] rows, the [CLS]-only last layer and the head are the only fp32 matmuls."""
+    import onnx
+    import torch
+
+    from crossrank.engine.agreement import builtin_sample
+    from crossrank.engine.int8_prep import float32_nodes, prepare_for_int8, sample_batches
+    from crossrank.engine.onnx_export import export_onnx
+    from crossrank.model.loading import load_model
+    from crossrank.model.tokenization import PairTokenizer
+
+    loaded = load_model(tiny_model)
+    tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length)
+    sample = builtin_sample()
+    rewritten, info = prepare_for_int8(loaded.model, sample_batches(tokenizer, sample.queries, sample.documents))
+    assert info["first_token_fp32"] and info["smoothing"]["alpha"] == 0.75
+    smoothed = [m for m in rewritten.modules() if hasattr(m, "inverse_scales")]
+    assert smoothed and any(float((m.inverse_scales - 1).abs().max()) > 0.01 for m in smoothed)
+    for inputs in sample_batches(tokenizer, [q for q, _ in PAIRS[:40]], [d for _, d in PAIRS[:40]], 512):
+        with torch.inference_mode():
+            before = loaded.model.float()(**inputs).logits
+            after = rewritten(**inputs).logits
+        assert inputs["attention_mask"].min() == 0 or len(inputs["input_ids"]) == 1  # padded batches are covered
+        assert torch.allclose(before, after, atol=1e-5)
+
+    folder = export_onnx(loaded, tmp_path / "int8", "int8").folder
+    graph = onnx.load(str(folder / "model.onnx"))
+    kept = float32_nodes(graph)
+    layers = loaded.model.config.num_hidden_layers
+    # 6 first-token rows per layer but the last (key and value only), 4 [CLS]-only linears, pooler, classifier.
+    assert len(kept) == 6 * (layers - 1) + 2 + 4 + 2
+    quantized = [n for n in graph.graph.node if n.op_type in ("MatMulInteger", "DynamicQuantizeMatMul")]
+    assert len(quantized) >= 6 * (layers - 1) + 2  # every other-row linear, none skipped for shared weights
+    assert not [n.name for n in quantized if "pooler" in n.name or "classifier" in n.name]  # the head is fp32
+    assert not [n for n in graph.graph.node if n.op_type == "Identity" and n.input[0] in
+                {t.name for t in graph.graph.initializer}]
+
+
+def test_bfloat16_on_cpu_is_autocast_with_a_float32_head(tiny_model, reference):
+    import torch
+
+    ce = CrossEncoder(tiny_model, dtype="bfloat16")
+    model = ce.engine.backend.model
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # weights stay fp32 under autocast
+    scores = ce.score(PAIRS)
+    assert not np.array_equal(scores, reference)  # the matmuls did run in bf16
+    assert np.abs(scores - reference).max() < 0.1

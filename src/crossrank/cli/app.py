@@ -332,8 +332,10 @@ def export(
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (the graph, tokenizer, config, manifest)."),
     backend: str = typer.Option("onnx", "--backend", help="onnx (the backend that runs exported graphs)."),
     dtype: str = typer.Option("int8", "--dtype", help="int8 (fastest on CPUs with VNNI) or float32."),
-    calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="BEIR folder whose queries and documents (top 20 of its first run, else judged ones) measure agreement with fp32; default: a built-in sample."),
+    calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="BEIR folder whose queries and documents (top 20 of its first run, else judged ones) calibrate int8 (activation ranges for smoothing) and measure agreement with fp32; default: a built-in sample."),
     strict: bool = typer.Option(False, "--strict", help="Fail (exit 4) when agreement with fp32 is below the thresholds, instead of warning."),
+    min_top10_overlap: float = typer.Option(0.9, "--min-top10-overlap", min=0, max=1, help="Threshold: mean share of each query's fp32 top 10 kept in the export's top 10."),
+    min_spearman: float = typer.Option(0.99, "--min-spearman", min=-1, max=1, help="Threshold: Spearman correlation of all sample scores with fp32."),
 ) -> None:
     """Export a model folder for a fast backend; `CrossEncoder(OUTPUT)` and every --model option load it."""
     def work() -> None:
@@ -350,7 +352,8 @@ def export(
             raise BackendUnavailableError(f"crossrank export writes ONNX graphs (--backend onnx), not {backend!r}")
         sample = beir_sample(calibration_data) if calibration_data is not None else None
         loaded = load_model(model if model is not None else default_model_dir())
-        result = export_onnx(loaded, output, dtype, sample=sample, strict=strict)
+        result = export_onnx(loaded, output, dtype, sample=sample, strict=strict,
+                             thresholds={"min_top10_overlap": min_top10_overlap, "min_spearman": min_spearman})
         typer.echo(json.dumps({"output": str(result.folder), "backend": backend, "dtype": dtype,
                                "seconds": round(result.seconds, 1), "agreement": result.manifest["agreement"]}))
 

@@ -15,7 +15,7 @@ import numpy as np
 
 SAMPLE = Path(__file__).with_name("agreement_sample.json")
 
-# Below these an export warns (and fails under --strict).
+# Below these an export warns (and fails under --strict); `crossrank export --min-...` sets others.
 MIN_TOP10_OVERLAP = 0.9
 MIN_SPEARMAN = 0.99
 
@@ -37,18 +37,21 @@ class Agreement:
     spearman: float
     max_abs_diff: float
     source: str
+    min_top10_overlap: float = MIN_TOP10_OVERLAP
+    min_spearman: float = MIN_SPEARMAN
 
     @property
     def passed(self) -> bool:
-        return self.top10_overlap >= MIN_TOP10_OVERLAP and self.spearman >= MIN_SPEARMAN
+        return self.top10_overlap >= self.min_top10_overlap and self.spearman >= self.min_spearman
 
     def summary(self) -> str:
         return (f"top-10 overlap {self.top10_overlap:.3f}, Spearman {self.spearman:.4f}, max score difference "
                 f"{self.max_abs_diff:.4f} on {self.pairs} pairs ({self.source})")
 
     def to_json(self) -> dict:
-        return {**asdict(self), "passed": self.passed,
-                "thresholds": {"top10_overlap": MIN_TOP10_OVERLAP, "spearman": MIN_SPEARMAN}}
+        fields = asdict(self)
+        thresholds = {"top10_overlap": fields.pop("min_top10_overlap"), "spearman": fields.pop("min_spearman")}
+        return {**fields, "passed": self.passed, "thresholds": thresholds}
 
 
 def builtin_sample() -> SamplePairs:
@@ -98,7 +101,8 @@ def beir_sample(folder: Path, max_queries: int = 30, depth: int = 20) -> SampleP
     return SamplePairs(sample_queries, documents, groups, source)
 
 
-def measure(reference: np.ndarray, fast: np.ndarray, sample: SamplePairs) -> Agreement:
+def measure(reference: np.ndarray, fast: np.ndarray, sample: SamplePairs, min_top10_overlap: float = MIN_TOP10_OVERLAP,
+            min_spearman: float = MIN_SPEARMAN) -> Agreement:
     from scipy.stats import spearmanr
 
     overlaps = []
@@ -109,4 +113,5 @@ def measure(reference: np.ndarray, fast: np.ndarray, sample: SamplePairs) -> Agr
         overlaps.append(len(top_ref & top_fast) / k)
     rho = float(spearmanr(reference, fast)[0]) if len(reference) > 1 else 1.0
     return Agreement(pairs=len(reference), top10_overlap=float(np.mean(overlaps)), spearman=rho,
-                     max_abs_diff=float(np.max(np.abs(reference - fast))), source=sample.source)
+                     max_abs_diff=float(np.max(np.abs(reference - fast))), source=sample.source,
+                     min_top10_overlap=min_top10_overlap, min_spearman=min_spearman)

@@ -45,6 +45,7 @@ class OnnxBackend:
             self.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise BackendUnavailableError(f"ONNX Runtime cannot load {graph}: {exc}") from None
+        self.graph = Path(graph)
         self.inputs = {i.name for i in self.session.get_inputs()}
         self.device = torch.device("cpu")
         self.dtype_name = dtype

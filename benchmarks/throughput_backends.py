@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-BACKENDS = [("torch", "float32"), ("torch", "bfloat16"), ("onnx", "float32"), ("onnx", "int8")]
+BACKENDS = [("torch", "float32"), ("torch", "bfloat16"), ("onnx", "float32"), ("onnx", "int8"), ("openvino", "float32"),
+            ("openvino", "int8")]
 
 
 def label(backend: str, dtype: str) -> str:

@@ -22,6 +22,12 @@ pytest.importorskip("onnxruntime", reason="the [onnx] extra is not installed")
 PAIRS = varied_pairs(160)
 
 
+def flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
 def cli(*args, env=None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "crossrank.cli.app", *map(str, args)], capture_output=True,
                           text=True, timeout=600, env={**os.environ, **(env or {})})
@@ -88,10 +94,7 @@ def test_export_folder_loads_by_itself_and_the_cli_uses_it(model_copy, tmp_path,
 def test_an_exported_graph_that_changed_is_refused(model_copy, tmp_path):
     out = tmp_path / "exported"
     assert cli("export", model_copy, "--dtype", "float32", "--output", out).returncode == 0
-    graph = out / "model.onnx"
-    data = bytearray(graph.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    graph.write_bytes(bytes(data))
+    flip_a_byte(out / "model.onnx")
     with pytest.raises(ModelLoadError, match="does not match the SHA-256"):
         CrossEncoder(out)
     done = cli("rerank", "--model", out)
@@ -186,7 +189,8 @@ def test_the_drift_guard_warns_and_strict_fails(model_copy, tmp_path):
     ("torch", "float16", "cpu", "no fast CPU kernels"),
     ("torch", "float8", "cpu", "unknown dtype"),
     ("tensorrt", "float32", "cpu", "unknown backend"),
-    ("openvino", "int8", "cpu", "not available"),
+    ("openvino", "bfloat16", "cpu", "supports float32 and int8"),
+    ("openvino", "float16", "cpu", "supports float32 and int8"),
 ])
 def test_unsupported_combinations_say_what_works(tiny_model, backend, dtype, device, message):
     with pytest.raises(BackendUnavailableError, match=message) as error:
@@ -316,3 +320,44 @@ def test_bfloat16_on_cpu_is_autocast_with_a_float32_head(tiny_model, reference):
     scores = ce.score(PAIRS)
     assert not np.array_equal(scores, reference)  # the matmuls did run in bf16
     assert np.abs(scores - reference).max() < 0.1
+
+
+def test_openvino_float32_equals_torch_and_int8_stays_close(model_copy, tmp_path, reference):
+    """OpenVINO runs the same exported graph: fp32 within 1e-4 of torch and batch invariant; int8 (static,
+    calibrated on the sample) within the tiny model's int8 tolerance; an export folder loads by itself and a
+    changed weights file is refused."""
+    pytest.importorskip("openvino", reason="the [openvino] extra is not installed")
+    fp32 = CrossEncoder(model_copy, backend="openvino", dtype="float32")
+    assert (fp32.backend_name, fp32.dtype) == ("openvino", "float32")
+    scores = fp32.score(PAIRS)
+    assert scores.dtype == np.float32 and np.abs(scores - reference).max() < 1e-4
+    alone = np.array([fp32.score([pair])[0] for pair in PAIRS[:16]])
+    assert np.abs(alone - scores[:16]).max() < 1e-5
+    assert CrossEncoder(model_copy, backend="openvino", dtype="float32").score(PAIRS[:8]) == pytest.approx(
+        scores[:8], abs=1e-6)  # the cached export is reused
+    assert len(list((model_copy / ".crossrank-exports").glob("openvino-float32-*"))) == 1
+
+    out = tmp_path / "ov-int8"
+    done = cli("export", model_copy, "--backend", "openvino", "--dtype", "int8", "--output", out)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((out / "crossrank-export.json").read_text())
+    assert manifest["backend"] == "openvino" and manifest["graph"] == "model.xml"
+    assert manifest["quantization"]["method"].startswith("NNCF static") and manifest["versions"]["openvino"]
+    int8 = CrossEncoder(out)
+    assert (int8.backend_name, int8.dtype) == ("openvino", "int8")
+    quantized = int8.score(PAIRS)
+    # Static ranges fitted on the sample are coarser than dynamic ones on this random model, whose head is
+    # scaled 20x (scores spread over several units): a looser bound on the score, the same on the order.
+    assert np.abs(quantized - reference).max() < 1.5 and spearmanr(quantized, reference)[0] > 0.95
+    assert not np.array_equal(quantized, scores)
+    flip_a_byte(out / "model.bin")
+    with pytest.raises(ModelLoadError, match="model.bin is missing or does not match"):
+        CrossEncoder(out)
+
+
+def test_a_missing_openvino_extra_is_named(tiny_model):
+    code = ("import sys; sys.modules['openvino'] = None\n"
+            "from crossrank import CrossEncoder\n"
+            "CrossEncoder(sys.argv[1], backend='openvino', dtype='float32')")
+    done = subprocess.run([sys.executable, "-c", code, str(tiny_model)], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "crossrank[openvino]" in done.stderr

@@ -213,7 +213,7 @@ class CrossEncoder:
 def _load_backend(model, device: str, backend: str | None, dtype: str | None, max_length: int | None,
                   trust_remote_code: bool, revision: str | None, cls_only_last_layer: bool):
     """The loaded model (config, tokenizer, settings) and the backend that will run it."""
-    from crossrank.engine.onnx_backend import OnnxBackend
+    from crossrank.engine.onnx_export import open_graph
 
     model_dir = resolve_model_dir(model, revision)
     manifest = read_manifest(model_dir)
@@ -225,7 +225,7 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
                 f"for {wanted[0]}/{wanted[1]} on {device} load the source model ({manifest.get('source')})")
         loaded = load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code,
                             with_weights=False)
-        return loaded, OnnxBackend(verify_export(model_dir, manifest), manifest["dtype"])
+        return loaded, open_graph(manifest["backend"], verify_export(model_dir, manifest), manifest["dtype"])
     backend, dtype = backend or "torch", dtype or "float32"
     device_type = resolve_device(device).type
     check_combination(backend, dtype, device_type)
@@ -234,12 +234,12 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
         return load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code, revision=revision,
                           with_weights=with_weights)
 
-    if backend == "onnx":
+    if backend in ("onnx", "openvino"):
         from crossrank.engine.export_cache import cached_onnx_export
 
         # The torch weights are read only when the cached graph has to be (re)built.
-        graph = cached_onnx_export(model_dir, dtype, load, cls_only_last_layer)
-        return load(with_weights=False), OnnxBackend(graph, dtype)
+        graph = cached_onnx_export(model_dir, dtype, load, cls_only_last_layer, backend)
+        return load(with_weights=False), open_graph(backend, graph, dtype)
     loaded = load()
     return loaded, TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
 

@@ -26,7 +26,7 @@ def _backend_option(env: bool = False):
 
 def _dtype_option(env: bool = False):
     return typer.Option(None, "--dtype", envvar="CROSSRANK_DTYPE" if env else None,
-                        help="float32 (default), bfloat16, float16 (GPU) or int8 (onnx).")
+                        help="float32 (default), bfloat16, float16 (GPU) or int8 (onnx, openvino).")
 
 
 app = typer.Typer(
@@ -330,7 +330,7 @@ def _api_key(key: str | None, key_file: Path | None) -> str | None:
 def export(
     model: Optional[str] = typer.Argument(None, help="Model folder or hub id; default: the shipped model."),
     output: Path = typer.Option(..., "--output", "-o", help="Folder to write (the graph, tokenizer, config, manifest)."),
-    backend: str = typer.Option("onnx", "--backend", help="onnx (the backend that runs exported graphs)."),
+    backend: str = typer.Option("onnx", "--backend", help="onnx (ONNX Runtime) or openvino (OpenVINO; int8 is static, calibrated on the sample pairs)."),
     dtype: str = typer.Option("int8", "--dtype", help="int8 (fastest on CPUs with VNNI) or float32."),
     calibration_data: Optional[Path] = typer.Option(None, "--calibration-data", help="BEIR folder whose queries and documents (top 20 of its first run, else judged ones) calibrate int8 (activation ranges for smoothing) and measure agreement with fp32; default: a built-in sample."),
     strict: bool = typer.Option(False, "--strict", help="Fail (exit 4) when agreement with fp32 is below the thresholds, instead of warning."),
@@ -348,11 +348,11 @@ def export(
         from crossrank.model.loading import load_model
 
         check_combination(backend, dtype, "cpu")
-        if backend != "onnx":
-            raise BackendUnavailableError(f"crossrank export writes ONNX graphs (--backend onnx), not {backend!r}")
+        if backend not in ("onnx", "openvino"):
+            raise BackendUnavailableError(f"crossrank export writes graphs for --backend onnx or openvino, not {backend!r}")
         sample = beir_sample(calibration_data) if calibration_data is not None else None
         loaded = load_model(model if model is not None else default_model_dir())
-        result = export_onnx(loaded, output, dtype, sample=sample, strict=strict,
+        result = export_onnx(loaded, output, dtype, sample=sample, strict=strict, backend=backend,
                              thresholds={"min_top10_overlap": min_top10_overlap, "min_spearman": min_spearman})
         typer.echo(json.dumps({"output": str(result.folder), "backend": backend, "dtype": dtype,
                                "seconds": round(result.seconds, 1), "agreement": result.manifest["agreement"]}))

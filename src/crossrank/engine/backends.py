@@ -6,6 +6,7 @@
 | torch | bfloat16 | CPU, CUDA | PyTorch autocast; fast on CPUs with AVX512-BF16 or AMX |
 | torch | float16 | CUDA, MPS | PyTorch half precision |
 | onnx | float32, int8 | CPU | ONNX Runtime over an exported graph (int8: VNNI kernels where the CPU has them) |
+| openvino | float32, int8 | CPU | OpenVINO over the same graph (int8: static, calibrated at export) |
 
 Anything else is a ``BackendUnavailableError`` that says what does work. An exported folder (with
 ``crossrank-export.json``) runs with the backend and dtype it was exported for.
@@ -23,7 +24,7 @@ logger = logging.getLogger("crossrank")
 BACKENDS = ("torch", "onnx", "openvino")
 DTYPES = ("float32", "bfloat16", "float16", "int8")
 _WORKS = ("torch with float32 (any device), bfloat16 (CPU or CUDA) or float16 (CUDA, MPS); "
-          "onnx with float32 or int8 (CPU)")
+          "onnx or openvino with float32 or int8 (CPU)")
 
 
 @lru_cache(maxsize=1)
@@ -55,21 +56,18 @@ def check_combination(backend: str, dtype: str, device_type: str) -> None:
         raise BackendUnavailableError(f"unknown backend {backend!r}; what works: {_WORKS}")
     if dtype not in DTYPES:
         raise BackendUnavailableError(f"unknown dtype {dtype!r}; what works: {_WORKS}")
-    if backend == "openvino":
-        raise BackendUnavailableError("backend 'openvino' is not available in this version (ONNX Runtime int8 is "
-                                      f"the fast CPU path); what works: {_WORKS}")
     if backend == "torch" and dtype == "int8":
-        raise BackendUnavailableError(f"int8 runs on backend='onnx' (CPU); what works: {_WORKS}")
+        raise BackendUnavailableError(f"int8 runs on backend='onnx' or 'openvino' (CPU); what works: {_WORKS}")
     if backend == "torch" and dtype == "float16" and device_type == "cpu":
         raise BackendUnavailableError(f"float16 has no fast CPU kernels: use dtype='bfloat16' or backend='onnx' "
                                       f"with dtype='int8' on the CPU; what works: {_WORKS}")
     if backend == "torch" and dtype == "bfloat16" and device_type == "mps":
         raise BackendUnavailableError(f"bfloat16 is not supported on MPS: use float16; what works: {_WORKS}")
-    if backend == "onnx" and device_type != "cpu":
-        raise BackendUnavailableError(f"backend 'onnx' runs on the CPU here; on {device_type} use backend='torch' "
-                                      f"with float16 or bfloat16; what works: {_WORKS}")
-    if backend == "onnx" and dtype not in ("float32", "int8"):
-        raise BackendUnavailableError(f"backend 'onnx' supports float32 and int8, not {dtype}; for {dtype} use "
+    if backend in ("onnx", "openvino") and device_type != "cpu":
+        raise BackendUnavailableError(f"backend {backend!r} runs on the CPU here; on {device_type} use "
+                                      f"backend='torch' with float16 or bfloat16; what works: {_WORKS}")
+    if backend in ("onnx", "openvino") and dtype not in ("float32", "int8"):
+        raise BackendUnavailableError(f"backend {backend!r} supports float32 and int8, not {dtype}; for {dtype} use "
                                       f"backend='torch'; what works: {_WORKS}")
 
 

@@ -28,22 +28,22 @@ FOLDER_CACHE = ".crossrank-exports"
 
 
 def cached_onnx_export(model_dir: Path, dtype: str, load_weights: Callable[[], LoadedModel],
-                       cls_only_last_layer: bool = True) -> Path:
-    """The verified graph of an export of ``model_dir`` in ``dtype``; the torch weights are loaded (by
-    ``load_weights``) only when the graph has to be exported."""
+                       cls_only_last_layer: bool = True, backend: str = "onnx") -> Path:
+    """The verified graph of an export of ``model_dir`` for ``backend`` in ``dtype``; the torch weights are
+    loaded (by ``load_weights``) only when the graph has to be exported."""
     digest = weights_digest(model_dir)
-    key = f"onnx-{dtype}-{'cls' if cls_only_last_layer else 'full'}-{digest[:20]}"
+    key = f"{backend}-{dtype}-{'cls' if cls_only_last_layer else 'full'}-{digest[:20]}"
     root = _cache_root(model_dir)
     entry = root / key
     with _locked(root / f".{key}.lock"):
-        graph = _verified_graph(entry, digest, dtype)
+        graph = _verified_graph(entry, digest, dtype, backend)
         if graph is not None:
             return graph
         if entry.exists():
             logger.warning("rebuilding the cached export %s: it is stale, foreign or damaged", entry)
             shutil.rmtree(entry, ignore_errors=True)
-        logger.info("exporting %s to ONNX %s (once; cached in %s)", model_dir, dtype, entry)
-        result = export_onnx(load_weights(), entry, dtype, cls_only_last_layer=cls_only_last_layer)
+        logger.info("exporting %s for %s %s (once; cached in %s)", model_dir, backend, dtype, entry)
+        result = export_onnx(load_weights(), entry, dtype, cls_only_last_layer=cls_only_last_layer, backend=backend)
     return entry / result.manifest["graph"]
 
 
@@ -62,11 +62,12 @@ def _cache_root(model_dir: Path) -> Path:
         return user
 
 
-def _verified_graph(entry: Path, digest: str, dtype: str) -> Path | None:
+def _verified_graph(entry: Path, digest: str, dtype: str, backend: str) -> Path | None:
     """The entry's graph when the entry is sound and made from these weights in this dtype, else None."""
     try:
         manifest = read_manifest(entry)
-        if manifest is None or manifest.get("source_weights_sha256") != digest or manifest.get("dtype") != dtype:
+        if (manifest is None or manifest.get("source_weights_sha256") != digest or manifest.get("dtype") != dtype
+                or manifest.get("backend") != backend):
             return None
         return verify_export(entry, manifest)
     except CrossrankError:

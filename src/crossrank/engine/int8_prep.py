@@ -122,16 +122,18 @@ def _input_maxima(model: torch.nn.Module, names: set[str], batches) -> dict[str,
     return maxima
 
 
-def prepare_for_int8(model: torch.nn.Module, batches, alpha: float = SMOOTHING_ALPHA) -> tuple[torch.nn.Module, dict]:
+def prepare_for_int8(model: torch.nn.Module, batches, alpha: float | None = SMOOTHING_ALPHA
+                     ) -> tuple[torch.nn.Module, dict]:
     """A float32 copy of ``model`` rewritten for dynamic int8, and what was done (for the manifest).
 
-    ``batches`` yields model inputs (dicts of tensors) of sample pairs, for the smoothing statistics.
-    Models other than BERT-style encoders come back unchanged (plain dynamic int8)."""
+    ``batches`` yields model inputs (dicts of tensors) of sample pairs, for the smoothing statistics
+    (``alpha=None``: no smoothing). Models other than BERT-style encoders come back unchanged (plain
+    dynamic int8)."""
     model = copy.deepcopy(model).float().eval().requires_grad_(False)
     if not ClsOnlyForward.supports(model):
         return model, {"first_token_fp32": False, "smoothing": None}
     groups = _groups(model)
-    maxima = _input_maxima(model, {name for group in groups for name in group}, batches)
+    maxima = _input_maxima(model, {name for group in groups for name in group}, batches) if alpha is not None else {}
     modules = dict(model.named_modules())
     mask = _Mask()
     getattr(model, model.base_model_prefix).register_forward_pre_hook(mask.capture, with_kwargs=True)
@@ -151,8 +153,9 @@ def prepare_for_int8(model: torch.nn.Module, batches, alpha: float = SMOOTHING_A
     last.attention.output.dense = Float32Linear(last.attention.output.dense)
     last.intermediate.dense = Float32Linear(last.intermediate.dense)
     last.output.dense = Float32Linear(last.output.dense)
-    return model, {"first_token_fp32": True, "smoothing": {"method": "SmoothQuant", "alpha": alpha,
-                                                         "statistics": "sample pairs, tokens after the first"}}
+    smoothing = None if alpha is None else {"method": "SmoothQuant", "alpha": alpha,
+                                            "statistics": "sample pairs, real tokens after the first"}
+    return model, {"first_token_fp32": True, "smoothing": smoothing}
 
 
 def sample_batches(tokenizer, queries, documents, batch_tokens: int = 2048):

@@ -15,17 +15,30 @@ import torch
 
 from crossrank.errors import BackendUnavailableError
 
-ONNX_EXTRA_HINT = "pip install 'crossrank[onnx]'"
+
+
+def import_extra(module: str, backend: str, extra: str):
+    """An optional runtime, or an error that names the extra providing it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend {backend!r} needs {module}, from the [{extra}] extra: "
+                                      f"pip install 'crossrank[{extra}]' ({exc})") from None
 
 
 def import_onnxruntime():
-    """onnxruntime, or an error that names the extra providing it."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailableError(f"backend 'onnx' needs onnxruntime, from the [onnx] extra: {ONNX_EXTRA_HINT} "
-                                      f"({exc})") from None
-    return onnxruntime
+    return import_extra("onnxruntime", "onnx", "onnx")
+
+
+def graph_feed(inputs: set[str], input_ids: np.ndarray, attention_mask: np.ndarray,
+               token_type_ids: np.ndarray | None) -> dict[str, np.ndarray]:
+    """The exported graph's inputs for one padded batch (token types only where the graph takes them)."""
+    feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+    if "token_type_ids" in inputs:
+        feed["token_type_ids"] = token_type_ids if token_type_ids is not None else np.zeros_like(input_ids)
+    return feed
 
 
 class OnnxBackend:
@@ -52,8 +65,5 @@ class OnnxBackend:
 
     def score_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                     token_type_ids: np.ndarray | None) -> torch.Tensor:
-        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
-        if "token_type_ids" in self.inputs:
-            feed["token_type_ids"] = token_type_ids if token_type_ids is not None else np.zeros_like(input_ids)
-        (scores,) = self.session.run(None, feed)
+        (scores,) = self.session.run(None, graph_feed(self.inputs, input_ids, attention_mask, token_type_ids))
         return torch.from_numpy(np.asarray(scores, dtype=np.float32).reshape(-1))

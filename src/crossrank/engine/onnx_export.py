@@ -1,6 +1,6 @@
 """Export a cross-encoder to an ONNX graph (fp32 or int8) in a self-describing model folder.
 
-The folder holds ``model.onnx``, the tokenizer, config and crossrank's own files (ensemble, calibration),
+The folder holds ``model.onnx`` (or, for OpenVINO, ``model.xml`` + ``model.bin`` converted from it), the tokenizer, config and crossrank's own files (ensemble, calibration),
 and ``crossrank-export.json``: the source weights' SHA-256, backend, dtype, opset, runtime versions, the
 graph's own SHA-256 and the measured agreement with fp32. ``CrossEncoder(folder)`` reads the manifest and
 runs the graph with ONNX Runtime; a graph whose hash no longer matches is refused, never trusted.
@@ -37,6 +37,7 @@ from crossrank.engine.agreement import Agreement, SamplePairs, builtin_sample, m
 from crossrank.engine.cls_only import ClsOnlyForward
 from crossrank.engine.int8_prep import float32_nodes, materialize_shared_initializers, prepare_for_int8, sample_batches
 from crossrank.engine.onnx_backend import OnnxBackend, import_onnxruntime
+from crossrank.engine.openvino_backend import OpenVinoBackend, import_openvino
 from crossrank.engine.scorer import ScoringEngine
 from crossrank.engine.torch_backend import TorchBackend
 from crossrank.errors import BackendUnavailableError, ModelLoadError
@@ -49,11 +50,12 @@ MANIFEST = "crossrank-export.json"
 FORMAT = "crossrank-export"
 VERSION = 2  # bump when the graph's inputs, outputs or quantization change: cached graphs are then rebuilt
 GRAPH = "model.onnx"
+GRAPH_FILES = {"onnx": (GRAPH, None), "openvino": ("model.xml", "model.bin")}  # graph, and its weights file
 OPSET = 17
 ONNX_DTYPES = ("float32", "int8")
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
                  "pytorch_model.bin.index.json")
-_NOT_COPIED = {*_WEIGHT_FILES, GRAPH, MANIFEST}
+_NOT_COPIED = {*_WEIGHT_FILES, GRAPH, "model.xml", "model.bin", MANIFEST}
 
 
 class ExportQualityError(ModelLoadError):
@@ -122,12 +124,15 @@ class ScoreGraph(torch.nn.Module):
 
 def export_onnx(loaded: LoadedModel, output: Path, dtype: str = "int8", sample: SamplePairs | None = None,
                 strict: bool = False, cls_only_last_layer: bool = True, progress=None,
-                thresholds: dict[str, float] | None = None) -> ExportResult:
-    """Write an export folder at ``output`` (atomically: a finished folder or none)."""
+                thresholds: dict[str, float] | None = None, backend: str = "onnx") -> ExportResult:
+    """Write an export folder at ``output`` (atomically: a finished folder or none) for ONNX Runtime
+    (``model.onnx``) or OpenVINO (``model.xml`` + ``model.bin``, converted from the same ONNX graph)."""
+    if backend not in GRAPH_FILES:
+        raise BackendUnavailableError(f"crossrank export writes graphs for backend 'onnx' or 'openvino', not {backend!r}")
     if dtype not in ONNX_DTYPES:
-        raise BackendUnavailableError(f"backend 'onnx' supports dtype {' or '.join(ONNX_DTYPES)}, not {dtype!r}; "
+        raise BackendUnavailableError(f"backend {backend!r} supports dtype {' or '.join(ONNX_DTYPES)}, not {dtype!r}; "
                                       "for bfloat16 use backend='torch' (dtype='bfloat16')")
-    ort = import_onnxruntime()
+    runtime = import_onnxruntime() if backend == "onnx" else import_openvino()
     try:
         import onnx  # noqa: F401 - the quantizer and the exporter need it
     except ImportError as exc:
@@ -141,43 +146,82 @@ def export_onnx(loaded: LoadedModel, output: Path, dtype: str = "int8", sample: 
     staging = output.parent / f".{output.name}.tmp-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    graph_name, weights_name = GRAPH_FILES[backend]
     try:
         sample = sample or builtin_sample()
+        tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length)
         model, quantization = loaded.model, None
-        if dtype == "int8":
-            tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length)
+        if dtype == "int8" and backend == "onnx":
             model, rewrite = prepare_for_int8(model, sample_batches(tokenizer, sample.queries, sample.documents))
         graph = ScoreGraph(model, loaded.num_labels, cls_only_last_layer)
         has_types = loaded.tokenizer("a", "b").get("token_type_ids") is not None
-        _export_graph(graph, staging / "model.fp32.onnx", has_types)
-        if dtype == "int8":
-            quantization = _quantize_int8(staging / "model.fp32.onnx", staging / GRAPH) | rewrite
-            (staging / "model.fp32.onnx").unlink()
+        fp32 = staging / "model.fp32.onnx"
+        _export_graph(graph, fp32, has_types)
+        if backend == "openvino":
+            quantization = _to_openvino(fp32, staging / graph_name, dtype, tokenizer, sample)
+            fp32.unlink()
+        elif dtype == "int8":
+            quantization = _quantize_int8(fp32, staging / graph_name) | rewrite
+            fp32.unlink()
         else:
-            (staging / "model.fp32.onnx").rename(staging / GRAPH)
+            fp32.rename(staging / graph_name)
         _copy_side_files(loaded.model_dir, staging)
 
-        agreement = _agreement(loaded, staging / GRAPH, dtype, sample, thresholds or {})
+        agreement = _agreement(loaded, open_graph(backend, staging / graph_name, dtype), sample, thresholds or {})
         if not agreement.passed:
-            message = f"the {dtype} export of {loaded.model_dir} drifts from fp32: {agreement.summary()}"
+            message = f"the {backend} {dtype} export of {loaded.model_dir} drifts from fp32: {agreement.summary()}"
             if strict:
                 raise ExportQualityError(message + " (--strict)")
             logger.warning("%s; it is kept, but check its ranking before relying on it", message)
         manifest = {
-            "format": FORMAT, "version": VERSION, "backend": "onnx", "dtype": dtype, "graph": GRAPH,
-            "graph_sha256": sha256_file(staging / GRAPH), "source": str(loaded.model_dir),
+            "format": FORMAT, "version": VERSION, "backend": backend, "dtype": dtype, "graph": graph_name,
+            "graph_sha256": sha256_file(staging / graph_name), "source": str(loaded.model_dir),
             "source_weights_sha256": weights_digest(loaded.model_dir), "opset": OPSET,
             "cls_only_last_layer": graph.cls_only, "num_labels": loaded.num_labels,
             "max_length": loaded.max_length, "quantization": quantization,
-            "versions": {"onnxruntime": ort.__version__, "torch": torch.__version__.split("+")[0],
-                         "crossrank": _crossrank_version()},
+            "versions": {("onnxruntime" if backend == "onnx" else "openvino"): runtime.__version__,
+                         "torch": torch.__version__.split("+")[0], "crossrank": _crossrank_version()},
             "agreement": agreement.to_json(), "created": time.time(),
         }
+        if weights_name:
+            manifest |= {"graph_weights": weights_name, "graph_weights_sha256": sha256_file(staging / weights_name)}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
         _replace_folder(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return ExportResult(output, manifest, agreement, time.perf_counter() - started)
+
+
+def open_graph(backend: str, graph: Path, dtype: str):
+    """The engine backend that runs an exported graph."""
+    if backend == "openvino":
+        return OpenVinoBackend(graph, dtype)
+    return OnnxBackend(graph, dtype)
+
+
+def _to_openvino(source: Path, target: Path, dtype: str, tokenizer: PairTokenizer, sample: SamplePairs) -> dict | None:
+    """OpenVINO IR of the fp32 ONNX graph; int8: NNCF static quantization calibrated on the sample pairs."""
+    ov = import_openvino()
+    model = ov.convert_model(str(source))
+    settings = None
+    if dtype == "int8":
+        try:
+            import nncf
+        except ImportError as exc:
+            raise BackendUnavailableError(f"OpenVINO int8 needs nncf, from the [openvino] extra: "
+                                          f"pip install 'crossrank[openvino]' ({exc})") from None
+        batches = [{k: v.numpy() for k, v in batch.items()}
+                   for batch in sample_batches(tokenizer, sample.queries, sample.documents)]
+        with contextlib.redirect_stdout(None), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = nncf.quantize(model, nncf.Dataset(batches), model_type=nncf.ModelType.TRANSFORMER,
+                                  subset_size=len(batches))
+        from crossrank.engine.backends import cpu_features
+
+        settings = {"method": "NNCF static (transformer mode)", "calibration": f"{len(sample.queries)} pairs "
+                    f"({sample.source})", "nncf": nncf.__version__, "cpu_features": cpu_features()}
+    ov.save_model(model, str(target), compress_to_fp16=False)  # fp16 weights would change fp32 scores
+    return settings
 
 
 def _export_graph(graph: ScoreGraph, path: Path, has_types: bool) -> None:
@@ -233,10 +277,10 @@ def _quantize_int8(source: Path, target: Path) -> dict:
     return settings
 
 
-def _agreement(loaded: LoadedModel, graph: Path, dtype: str, sample: SamplePairs, thresholds: dict) -> Agreement:
+def _agreement(loaded: LoadedModel, backend, sample: SamplePairs, thresholds: dict) -> Agreement:
     tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length)
     reference = ScoringEngine(tokenizer, TorchBackend(loaded), 2048).score(sample.queries, sample.documents)[0]
-    fast = ScoringEngine(tokenizer, OnnxBackend(graph, dtype), 2048).score(sample.queries, sample.documents)[0]
+    fast = ScoringEngine(tokenizer, backend, 2048).score(sample.queries, sample.documents)[0]
     return measure(reference, fast, sample, **thresholds)
 
 
@@ -295,4 +339,9 @@ def verify_export(folder: Path, manifest: dict) -> Path:
     if sha256_file(graph) != manifest.get("graph_sha256"):
         raise ModelLoadError(f"{graph} does not match the SHA-256 in {MANIFEST}: it was changed or damaged after "
                              "export; export the model again")
+    if manifest.get("graph_weights"):
+        weights = Path(folder) / manifest["graph_weights"]
+        if not weights.is_file() or sha256_file(weights) != manifest.get("graph_weights_sha256"):
+            raise ModelLoadError(f"{weights} is missing or does not match the SHA-256 in {MANIFEST}: it was changed "
+                                 "or damaged after export; export the model again")
     return graph

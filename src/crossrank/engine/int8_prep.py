@@ -20,7 +20,10 @@ smoothing never grows a channel beyond the median channel (a channel quiet in th
 quiet in use). Measured on DL 2021 BM25 top-30 (40 queries, 1,200 pairs, data neither the sample nor the
 benchmark uses), per-query Spearman against fp32 / max score difference: plain 0.976 / 0.71; first token
 apart 0.992 / 0.34; plus smoothing from the built-in sample 0.993 / 0.22, from 480 MS MARCO dev pairs
-(``--calibration-data``) 0.995 / 0.20. What else was tried is in ``benchmarks/results/throughput.md``.
+(``--calibration-data``) 0.995 / 0.20. Also tried, on the same pairs: static QDQ int8 with MinMax
+calibration 0.864 (no batch dependence, but slower); one pair per batch 0.973 (no batch dependence);
+the feed-forward output projections in fp32 0.987 (14% slower); SmoothQuant without the first-token split
+0.981 (a = 0.5) and 0.990 (a = 0.75). ``benchmarks/int8_variants.py`` re-measures the main variants.
 """
 
 from __future__ import annotations

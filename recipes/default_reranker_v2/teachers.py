@@ -78,7 +78,7 @@ class BiEncoderTeacher:
             chunk = missing[start:start + self.batch_size]
             batch = self.tokenizer([t for _, t in chunk], padding=True, truncation=True,
                                    max_length=self.spec.max_length, return_tensors="pt")
-            batch.pop("token_type_ids", None) if self.spec.name == "mpnet" else None
+            batch.pop("token_type_ids", None)  # MPNet has none; BERT-style encoders default to zeros
             with torch.autocast("cpu", dtype=torch.bfloat16):  # teacher scores: bf16 keeps the ranking (issue 15)
                 hidden = self.model(**batch).last_hidden_state.float()
             mask = batch["attention_mask"].unsqueeze(-1).float()

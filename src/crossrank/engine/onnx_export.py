@@ -167,7 +167,8 @@ def export_onnx(loaded: LoadedModel, output: Path, dtype: str = "int8", sample: 
             fp32.rename(staging / graph_name)
         _copy_side_files(loaded.model_dir, staging)
 
-        agreement = _agreement(loaded, open_graph(backend, staging / graph_name, dtype), sample, thresholds or {})
+        agreement = _agreement(loaded, tokenizer, open_graph(backend, staging / graph_name, dtype), sample,
+                               thresholds or {})
         if not agreement.passed:
             message = f"the {backend} {dtype} export of {loaded.model_dir} drifts from fp32: {agreement.summary()}"
             if strict:
@@ -277,8 +278,8 @@ def _quantize_int8(source: Path, target: Path) -> dict:
     return settings
 
 
-def _agreement(loaded: LoadedModel, backend, sample: SamplePairs, thresholds: dict) -> Agreement:
-    tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length)
+def _agreement(loaded: LoadedModel, tokenizer: PairTokenizer, backend, sample: SamplePairs,
+               thresholds: dict) -> Agreement:
     reference = ScoringEngine(tokenizer, TorchBackend(loaded), 2048).score(sample.queries, sample.documents)[0]
     fast = ScoringEngine(tokenizer, backend, 2048).score(sample.queries, sample.documents)[0]
     return measure(reference, fast, sample, **thresholds)

@@ -105,6 +105,7 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=["trec-dl-2020", "scifact", "nfcorpus"])
     parser.add_argument("--depth", type=int, default=DEPTH)
     parser.add_argument("--max-length", type=int, default=None)
+    parser.add_argument("--dtype", default=None, help="float32 (default) or bfloat16: quick checks of a stage")
     parser.add_argument("--fit-fusion", default=None, help="DATASET:SPLIT to fit the BM25 fusion weight on.")
     parser.add_argument("--fit-queries", type=int, default=150, help="Queries used to fit the fusion weight.")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "crossrank-quality-cache")
@@ -118,11 +119,14 @@ def main() -> None:
     from crossrank.model.bi_encoder import BiEncoder
     from crossrank.ranking.bi_encoder_reranker import BiEncoderReranker
 
-    shipped = CrossEncoder(args.model, max_length=args.max_length)
-    own = CrossEncoder(args.model, max_length=args.max_length, use_ensemble=False)
+    from crossrank.evaluation.significance import paired_test
+
+    shipped = CrossEncoder(args.model, max_length=args.max_length, dtype=args.dtype)
+    own = CrossEncoder(args.model, max_length=args.max_length, use_ensemble=False, dtype=args.dtype)
     bi = BiEncoderReranker(BiEncoder())
-    model_key = model_cache_key(args.model, own.max_length)
+    model_key = model_cache_key(args.model, own.max_length) + (args.dtype or "")
     results = {"machine": machine_info(), "model": args.model, "max_length": own.max_length, "depth": args.depth,
+               "dtype": own.dtype,
                "ensemble": None if shipped.ensemble is None else {
                    "weights": shipped.ensemble.weights.tolist(), "stats": shipped.ensemble.stats},
                "datasets": {}}
@@ -168,8 +172,18 @@ def main() -> None:
             fused = fuse_flat(shipped_scores(ce, cos), bm25, [len(docs) for docs in lists.values()], fusion)
             systems[f"shipped model + BM25 fusion (w={fusion}, fitted on {args.fit_fusion})"] = fused
         row = {"queries": len(lists), "pairs": len(pairs), "ndcg@10": {}, "recall@100 (first stage)": None}
+        per_query = {}
         for label, scores in systems.items():
-            row["ndcg@10"][label] = evaluate(qrels, to_run(lists, scores), ["ndcg@10"]).metrics["ndcg@10"]
+            result = evaluate(qrels, to_run(lists, scores), ["ndcg@10"])
+            row["ndcg@10"][label] = result.metrics["ndcg@10"]
+            per_query[label] = result.per_query["ndcg@10"]
+        # Is the model clearly above the bi-encoder it contains? Paired over queries (randomization + t-test).
+        best = "shipped model (cross-encoder + bi-encoder)" if shipped.ensemble is not None else \
+            "cross-encoder weights alone"
+        test = paired_test(per_query["bi-encoder (cosine)"], per_query[best])
+        row["paired_vs_bi_encoder"] = {"system": best, "mean_difference": test.mean_difference,
+                                       "p_randomization": test.p_randomization, "p_ttest": test.p_ttest,
+                                       "queries": test.queries}
         row["recall@100 (first stage)"] = evaluate(qrels, run, ["recall@100"]).metrics["recall@100"]
         results["datasets"][name] = row
         print(json.dumps({name: row}), flush=True)
@@ -182,6 +196,9 @@ def main() -> None:
              "| system | " + " | ".join(results["datasets"]) + " |", "|---|" + "---|" * len(results["datasets"])]
     for label in labels:
         lines.append(f"| {label} | " + " | ".join(f"{r['ndcg@10'][label]:.4f}" for r in results["datasets"].values()) + " |")
+    tested = next(iter(results["datasets"].values()))["paired_vs_bi_encoder"]["system"]
+    lines.append(f"| p, {tested} vs bi-encoder (paired randomization) | " + " | ".join(
+        f"{r['paired_vs_bi_encoder']['p_randomization']:.4f}" for r in results["datasets"].values()) + " |")
     (args.out / f"{args.name}.md").write_text("\n".join(lines) + "\n")
 
 

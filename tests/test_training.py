@@ -44,6 +44,17 @@ def test_losses_on_known_values():
     assert soft > 0 and torch.isfinite(soft)
 
 
+def test_listwise_padding_takes_no_target_mass():
+    """A group of 2 padded to 3 inside a batch must score exactly as the group of 2 alone."""
+    alone = listwise_softmax_ce(torch.tensor([[2.0, 0.5]]), torch.tensor([[3.0, -1.0]]))
+    padded = listwise_softmax_ce(torch.tensor([[2.0, 0.5, -1e4]]), torch.tensor([[3.0, -1.0, 0.0]]),
+                                 present=torch.tensor([[True, True, False]]))
+    assert float(padded) == pytest.approx(float(alone), abs=1e-6)
+    hard = listwise_softmax_ce(torch.tensor([[2.0, 0.5, -1e4]]), torch.tensor([[1.0, 0.0, 0.0]]),
+                               present=torch.tensor([[True, True, False]]))
+    assert float(hard) == pytest.approx(float(-torch.log_softmax(torch.tensor([2.0, 0.5]), -1)[0]), abs=1e-6)
+
+
 @pytest.mark.parametrize("loss", sorted(LOSSES))
 def test_each_loss_falls_on_a_toy_task(trainable_model, tmp_path, loss):
     groups = toy_groups(teacher=(loss == "margin-mse"))

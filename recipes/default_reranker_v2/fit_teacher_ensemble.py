@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--teachers", nargs="+", default=["mpnet", "e5", "minilm"])
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "recipe-v2")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--no-bm25", action="store_true",
+                        help="teachers only (the distillation targets: the pool has no BM25 scores)")
     args = parser.parse_args()
     fit = load("trec-dl-2021", args.teachers, args.cache)
     test = load("trec-dl-2020", args.teachers, args.cache)
@@ -70,7 +72,7 @@ def main() -> None:
         qrels, lists, members = data
         return evaluate(qrels, to_run(lists, combine(members, weights)), ["ndcg@10"]).metrics["ndcg@10"]
 
-    names = ["bm25", *args.teachers]
+    names = list(args.teachers) if args.no_bm25 else ["bm25", *args.teachers]
     best = max(simplex(names), key=lambda w: ndcg(fit, w))
     report = {"weights": best, "fit_dl2021": ndcg(fit, best), "test_dl2020": ndcg(test, best),
               "members": {n: {"dl2021": ndcg(fit, {n: 1.0}), "dl2020": ndcg(test, {n: 1.0})} for n in names},

@@ -29,6 +29,33 @@ def _dtype_option(env: bool = False):
                         help="float32 (default), bfloat16, float16 (GPU) or int8 (onnx, openvino).")
 
 
+def _ray_option():
+    return typer.Option(False, "--ray", help="Run on Ray (the [ray] extra): a local runtime, or --ray-address.")
+
+
+def _ray_address_option():
+    return typer.Option(None, "--ray-address", envvar="RAY_ADDRESS",
+                        help="Ray cluster to join: auto, HOST:PORT or ray://HOST:10001 (default: a local runtime).")
+
+
+def _workers_option():
+    return typer.Option(None, "--workers", min=1, help="Ray actors (default: CPUs / threads per worker).")
+
+
+def _threads_option():
+    return typer.Option(1, "--threads-per-worker", min=1, help="Torch threads (Ray CPUs) per Ray actor.")
+
+
+def _gpus_option():
+    return typer.Option(0.0, "--gpus-per-worker", min=0.0, help="GPUs per Ray actor (a fraction shares one).")
+
+
+def _ray_config(address: str | None, workers: int | None, threads: int, gpus: float):
+    from crossrank.distributed.runtime import RayConfig
+
+    return RayConfig(address=address, workers=workers, threads_per_worker=threads, gpus_per_worker=gpus)
+
+
 app = typer.Typer(
     name="crossrank",
     help="Fast, exact cross-encoder reranking. Each verb has --help.",
@@ -124,12 +151,25 @@ def rerank_run(
     first_stage_weight: float = typer.Option(0.0, "--first-stage-weight", min=0.0, max=1.0,
                                              help="Fuse with the run's own scores: (1-w) z(rerank) + w z(first stage), per query."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
+    ray: bool = _ray_option(),
+    ray_address: Optional[str] = _ray_address_option(),
+    workers: Optional[int] = _workers_option(),
+    threads_per_worker: int = _threads_option(),
+    gpus_per_worker: float = _gpus_option(),
 ) -> None:
     """Rerank the top K of a first-stage run and write the new run (documents below K keep their order)."""
     from crossrank.cli.evaluation import load_scorer, rerank_run_command
 
     def work() -> None:
-        scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length, backend, dtype)
+        if ray or ray_address:
+            if reranker != "cross-encoder":
+                raise InvalidInputError("--ray runs the cross-encoder reranker; drop --reranker bi-encoder")
+            from crossrank.distributed.scoring import RayScorer, ScorerSpec
+
+            spec = ScorerSpec(model, backend, dtype, device, batch_tokens, max_length)
+            scorer = RayScorer(spec, _ray_config(ray_address, workers, threads_per_worker, gpus_per_worker))
+        else:
+            scorer, _ = load_scorer(reranker, model, device, batch_tokens, max_length, backend, dtype)
         count = rerank_run_command(scorer, corpus, queries, run, depth, output, progress, first_stage_weight)
         typer.echo(f"crossrank rerank-run: reranked {count} queries -> {output}", err=True)
 
@@ -187,11 +227,28 @@ def index_build(
     b: float = typer.Option(0.4, "--b", help="BM25 b (Anserini default 0.4)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing index's documents."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
+    ray: bool = _ray_option(),
+    ray_address: Optional[str] = _ray_address_option(),
+    workers: Optional[int] = _workers_option(),
+    threads_per_worker: int = _threads_option(),
+    gpus_per_worker: float = _gpus_option(),
 ) -> None:
-    """Build an index from a corpus."""
+    """Build an index from a corpus (--dense --ray: embed the documents on Ray actors)."""
     from crossrank.cli.search import build_index
 
-    _run(lambda: typer.echo(build_index(path, corpus, dense, dense_model, hnsw, k1, b, overwrite, progress), err=True))
+    def work() -> None:
+        encoder = None
+        if ray or ray_address:
+            if not dense:
+                raise InvalidInputError("--ray embeds documents for a dense index: add --dense")
+            from crossrank.distributed.scoring import RayEncoder
+
+            device = "cuda" if gpus_per_worker else "cpu"
+            encoder = RayEncoder(dense_model, device,
+                                 _ray_config(ray_address, workers, threads_per_worker, gpus_per_worker))
+        typer.echo(build_index(path, corpus, dense, dense_model, hnsw, k1, b, overwrite, progress, encoder), err=True)
+
+    _run(work)
 
 
 @index_app.command("add")
@@ -290,8 +347,15 @@ def serve(
     shutdown_grace: float = typer.Option(20.0, "--shutdown-grace", envvar="CROSSRANK_SHUTDOWN_GRACE", min=0, help="Seconds after SIGTERM to finish accepted requests; the rest get 503."),
     docs: bool = typer.Option(False, "--docs/--no-docs", envvar="CROSSRANK_DOCS", help="Serve /docs and /redoc (their scripts load from a CDN: needs internet)."),
     public_metrics: bool = typer.Option(False, "--public-metrics", envvar="CROSSRANK_PUBLIC_METRICS", help="Serve /metrics without the API key (for a Prometheus scraper)."),
+    ray: bool = _ray_option(),
+    ray_address: Optional[str] = _ray_address_option(),
+    replicas: int = typer.Option(1, "--replicas", min=1, help="Ray Serve replicas (with --ray)."),
+    max_replicas: Optional[int] = typer.Option(None, "--max-replicas", min=1, help="Autoscale from --replicas up to this many (with --ray)."),
+    target_ongoing_requests: float = typer.Option(32.0, "--target-ongoing-requests", min=1.0, help="Autoscaling target: in-flight requests per replica."),
+    threads_per_worker: int = _threads_option(),
+    gpus_per_worker: float = _gpus_option(),
 ) -> None:
-    """Serve the Cohere / Jina / TEI rerank API over HTTP (needs the [serve] extra)."""
+    """Serve the Cohere / Jina / TEI rerank API over HTTP (needs the [serve] extra; --ray: on Ray Serve)."""
     def work() -> None:
         try:
             from crossrank.server.runner import serve as run_server
@@ -307,6 +371,17 @@ def serve(
                                   header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                                   queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout,
                                   shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics)
+        if ray or ray_address:
+            from crossrank.distributed.scoring import ScorerSpec
+            from crossrank.distributed.serving import ReplicaSettings, serve_on_ray
+
+            autoscaling = {} if max_replicas is None else {
+                "min_replicas": replicas, "max_replicas": max(replicas, max_replicas),
+                "target_ongoing_requests": target_ongoing_requests}
+            serve_on_ray(ScorerSpec(model, backend, dtype, device, batch_tokens, max_length), settings,
+                         _ray_config(ray_address, None, threads_per_worker, gpus_per_worker),
+                         ReplicaSettings(replicas, autoscaling))
+            return
         run_server(lambda: CrossEncoder(model, device=device, backend=backend, dtype=dtype, batch_tokens=batch_tokens,
                                         max_length=max_length),
                    settings, log_level=log_level)

@@ -17,7 +17,8 @@ def corpus_documents(corpus: Path):
 
 
 def build_index(path: Path, corpus: Path, dense: bool, dense_model: str | None, hnsw: bool, k1: float, b: float,
-                overwrite: bool, progress: bool) -> str:
+                overwrite: bool, progress: bool, encoder=None) -> str:
+    """``encoder``: what embeds the documents (default: a local bi-encoder; ``RayEncoder`` for --ray)."""
     import time
 
     from crossrank.retrieval.bm25 import BM25Settings
@@ -27,7 +28,7 @@ def build_index(path: Path, corpus: Path, dense: bool, dense_model: str | None, 
     settings = IndexSettings(BM25Settings(k1=k1, b=b), (dense_model or "default") if dense else None, hnsw and dense)
     start = time.perf_counter()
     index = CollectionIndex.create(path, settings, overwrite=overwrite)
-    index.replace_all(documents, progress=progress)
+    index.replace_all(documents, encoder=encoder, progress=progress)
     return (f"indexed {index.size} documents into {path} in {time.perf_counter() - start:.1f} s "
             f"({index.disk_bytes() / 1e6:.1f} MB{', with dense embeddings' if dense else ''})")
 

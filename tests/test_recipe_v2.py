@@ -154,20 +154,19 @@ def test_shipped_models_load_by_short_name_and_a_local_folder_of_that_name_wins(
     from crossrank.model.default import SHIPPED_MODELS, shipped_model_dir
     from crossrank.model.source import resolve_model_dir
 
-    assert resolve_model_dir("fast") == SHIPPED_MODELS["fast"]
     assert resolve_model_dir("default") == SHIPPED_MODELS["default"]
-    fast = CrossEncoder("fast")
-    assert fast.ensemble is None and fast.model_dir == SHIPPED_MODELS["fast"]
-    config = json.loads((SHIPPED_MODELS["fast"] / "config.json").read_text())
-    assert config["num_hidden_layers"] == 2
-    scores = fast.predict([("what is the capital of france", "Paris is the capital of France."),
-                           ("what is the capital of france", "Bananas are rich in potassium.")])
+    by_name = CrossEncoder("default", use_ensemble=False)
+    assert by_name.model_dir == SHIPPED_MODELS["default"]
+    pairs = [("what is the capital of france", "Paris is the capital of France."),
+             ("what is the capital of france", "Bananas are rich in potassium.")]
+    scores = by_name.score(pairs)
     assert scores[0] > scores[1]
+    assert np.allclose(scores, CrossEncoder(use_ensemble=False).score(pairs))
     with pytest.raises(ModelLoadError, match="no shipped model named"):
         shipped_model_dir("slow")
-    shutil.copytree(tiny_model, tmp_path / "fast")
+    shutil.copytree(tiny_model, tmp_path / "default")
     monkeypatch.chdir(tmp_path)
-    assert resolve_model_dir("fast") == (tmp_path / "fast").resolve()
+    assert resolve_model_dir("default") == (tmp_path / "default").resolve()
 
 
 def test_the_trimmed_vocabulary_scores_english_exactly_as_before(tiny_model, tmp_path):

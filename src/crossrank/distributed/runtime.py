@@ -74,10 +74,21 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
                                       "running (ray start --head) and the port open?") from None
 
 
+def _quiet_ray_data(ray) -> None:
+    """crossrank shows one progress bar of its own; Ray Data's bars and per-second log lines would bury it."""
+    import logging
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    for name in ("ray.data", "ray.serve"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def connect(config: RayConfig | None = None):
     """Join (or start) the Ray runtime once per process; returns the ray module."""
     config = config or RayConfig()
     ray = import_ray()
+    _quiet_ray_data(ray)
     if ray.is_initialized():
         return ray
     # Workers run crossrank's code from the installed package; keep their logs out of the user's terminal.

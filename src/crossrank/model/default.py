@@ -13,11 +13,11 @@ from pathlib import Path
 from crossrank.errors import ModelLoadError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
-FAST_MODEL_DIR = Path(__file__).resolve().parents[1] / "fast_model"
 
-#: Models shipped inside the package, loadable by a short name (``CrossEncoder("fast")``). A local folder
+#: Models shipped inside the package, loadable by a short name (``CrossEncoder("default")``). A local folder
 #: of the same name still wins; hub ids never clash with these (the hub needs "org/name" for new models).
-SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "fast": FAST_MODEL_DIR}
+#: The 2-layer fallback will ship here as "fast" (issue 16, not trained yet).
+SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR}
 
 
 def cache_dir() -> Path:
@@ -38,7 +38,7 @@ def encoder_dir() -> Path:
 
 
 def shipped_model_dir(name: str) -> Path:
-    """Folder of a model shipped in the package: "default" (the ensemble) or "fast" (the 2-layer fallback)."""
+    """Folder of a model shipped in the package, by its short name (see SHIPPED_MODELS)."""
     if name not in SHIPPED_MODELS:
         raise ModelLoadError(f"no shipped model named {name!r}: use one of {', '.join(SHIPPED_MODELS)}")
     folder = SHIPPED_MODELS[name]

@@ -1,4 +1,4 @@
-"""Where a model lives: a local folder, a model shipped in the package ("default", "fast"), or a hub id.
+"""Where a model lives: a local folder, a model shipped in the package ("default"), or a hub id.
 
 The hub is often unreachable (air-gapped machines, CI), so a hub failure becomes one clear error that
 says so and suggests a local folder, instead of a stack of connection retries.

@@ -1,0 +1,99 @@
+"""CPU speed of the shipped models side by side: the default v1 (from git), the default v2 (and "fast").
+
+Same pairs (TREC DL 2020 BM25 top-100 pairs when ../shared/data is there, else synthetic), same threads,
+torch fp32 and bf16, each model as shipped (the default with its bi-encoder partner); best of ``--rounds``
+alternating rounds, so machine noise hits every model alike. Reports pairs/s and the ratios the issue
+sets: v2 / v1 (at least 0.8) and fast / v2 (about 3).
+
+    python benchmarks/shipped_models_speed.py --v1 bd1be72 [--v2 path/to/v2-folder]
+
+Writes benchmarks/results/shipped_models_speed.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+def v1_folder(commit: str, into: Path) -> Path:
+    """The default model folder as shipped at ``commit`` (v1 stays reproducible from git history)."""
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "src/crossrank/default_model"],
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into / "src" / "crossrank" / "default_model"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--v1", default="bd1be72", help="a commit that ships v1")
+    parser.add_argument("--v2", default="default", help="the v2 folder (default: the shipped default)")
+    parser.add_argument("--pairs", type=int, default=700)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args()
+
+    import torch
+
+    from crossrank.cross_encoder import CrossEncoder
+    from crossrank.evaluation.machine import machine_info
+    from ray_scaling import load_pairs
+
+    torch.set_num_threads(args.threads)
+    pairs, source = load_pairs(args.pairs)
+    results = {"machine": machine_info(), "pairs": len(pairs), "source": source, "threads": args.threads,
+               "v1_commit": args.v1, "rows": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        from crossrank.model.default import SHIPPED_MODELS
+
+        folders = {"default v1": str(v1_folder(args.v1, Path(tmp))), "default v2": args.v2}
+        if "fast" in SHIPPED_MODELS:  # the 2-layer fallback, once it ships
+            folders["fast"] = "fast"
+        for dtype in ("float32", "bfloat16"):
+            models = {name: CrossEncoder(folder, dtype=dtype) for name, folder in folders.items()}
+            for model in models.values():
+                model.score(pairs[:64])  # warm-up
+            best = {name: float("inf") for name in models}
+            for _ in range(args.rounds):
+                for name, model in models.items():
+                    start = time.perf_counter()
+                    model.score(pairs)
+                    best[name] = min(best[name], time.perf_counter() - start)
+            for name, seconds in best.items():
+                results["rows"][f"{name}, {dtype}"] = {"seconds": seconds, "pairs_per_s": len(pairs) / seconds}
+                print(f"{name} {dtype}: {len(pairs) / seconds:.1f} pairs/s", flush=True)
+            del models
+    rows = results["rows"]
+    results["ratios"] = {dtype: {
+        "v2 / v1": rows[f"default v2, {dtype}"]["pairs_per_s"] / rows[f"default v1, {dtype}"]["pairs_per_s"],
+        **({"fast / v2": rows[f"fast, {dtype}"]["pairs_per_s"] / rows[f"default v2, {dtype}"]["pairs_per_s"]}
+           if f"fast, {dtype}" in rows else {})}
+        for dtype in ("float32", "bfloat16")}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "shipped_models_speed.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["# Shipped models: CPU speed", "",
+             f"{len(pairs)} {source}; {args.threads} threads; each model as shipped (the defaults with their "
+             f"bi-encoder partner); best of {args.rounds} alternating rounds. Machine: "
+             f"{results['machine'].get('cpu', '')}.", "",
+             "| model | dtype | pairs/s |", "|---|---|---|"]
+    for label, row in rows.items():
+        name, dtype = label.rsplit(", ", 1)
+        lines.append(f"| {name} | {dtype} | {row['pairs_per_s']:.1f} |")
+    lines += ["", "| ratio | float32 | bfloat16 |", "|---|---|---|"]
+    for ratio in results["ratios"]["float32"]:
+        lines.append(f"| {ratio} | {results['ratios']['float32'][ratio]:.2f} | {results['ratios']['bfloat16'][ratio]:.2f} |")
+    (args.out / "shipped_models_speed.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

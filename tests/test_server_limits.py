@@ -124,8 +124,14 @@ def test_stalled_uploads_get_408_and_stalled_headers_are_closed(guarded):
 
 
 def test_oversized_headers_get_431(guarded):
-    r = httpx.get(f"{guarded.url}/health", headers={"X-Big": "a" * 100_000})
-    assert r.status_code == 431 and r.json()["error_type"] == "headers_too_large"
+    # 100 KB of headers: if they arrive at once they are complete and get the 431; if the kernel delivers
+    # them in parts, h11's cap on headers still arriving (max_header_bytes) closes the connection first
+    # (a reset on the client's side). Both refuse the request; which one is a matter of timing.
+    try:
+        r = httpx.get(f"{guarded.url}/health", headers={"X-Big": "a" * 100_000})
+        assert r.status_code == 431 and r.json()["error_type"] == "headers_too_large"
+    except (httpx.ReadError, httpx.RemoteProtocolError, httpx.WriteError):
+        pass
     r = httpx.post(f"{guarded.url}/rerank", json={"query": "q", "texts": ["a"]}, headers={**AUTH, "X-Big": "a" * 20_000})
     assert r.status_code == 431
     assert httpx.get(f"{guarded.url}/health", headers={"X-Fine": "a" * 1000}).status_code == 200

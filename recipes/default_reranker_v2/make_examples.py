@@ -108,14 +108,11 @@ def dl2021_groups(data: Path, size: int, grade_scale: float, per_query: int, see
 
 
 def beir_groups(data: Path, name: str, limit: int | None, seed: int) -> list[dict]:
-    """SciFact / NFCorpus train judgments: positive + 7 BM25 negatives from ranks 5-100 (v1's groups)."""
-    from crossrank.training.datasets import groups_from_beir
+    """SciFact / NFCorpus train judgments: v1's groups (positive + 7 BM25 negatives from ranks 5-100)."""
+    sys.path.insert(0, str(ROOT / "recipes" / "default_reranker"))
+    from build_data import judged_groups
 
-    groups = groups_from_beir(data / name, "train", negatives=7, rank_range=(5, 100), seed=seed)
-    if limit is not None and len(groups) > limit:
-        groups = random.Random(seed).sample(groups, limit)
-    return [{"query": g.query, "documents": g.documents, "labels": [10.0 * x for x in g.labels], "source": name}
-            for g in groups]
+    return judged_groups(data / name, limit, seed)
 
 
 def cut_to(groups: list[dict], size: int, seed: int) -> list[dict]:

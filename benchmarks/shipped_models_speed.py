@@ -1,11 +1,12 @@
-"""CPU speed of the shipped models side by side: the default v1 (from git), the default v2 (and "fast").
+"""CPU speed of the shipped models side by side: the shipped default, "fast", and optionally the default
+as shipped at a commit (``--v1``) and a candidate folder (``--v2``).
 
 Same pairs (TREC DL 2020 BM25 top-100 pairs when ../shared/data is there, else synthetic), same threads,
 torch fp32 and bf16, each model as shipped (the default with its bi-encoder partner); best of ``--rounds``
-alternating rounds, so machine noise hits every model alike. Reports pairs/s and the ratios the issue
-sets: v2 / v1 (at least 0.8) and fast / v2 (about 3).
+alternating rounds, so machine noise hits every model alike. Reports pairs/s and each model's speed
+against the shipped default (issue 16: a new default at least 0.8x v1; fast about 3x the default).
 
-    python benchmarks/shipped_models_speed.py --v1 bd1be72 [--v2 path/to/v2-folder]
+    python benchmarks/shipped_models_speed.py [--v1 bd1be72] [--v2 path/to/candidate-folder]
 
 Writes benchmarks/results/shipped_models_speed.json and .md.
 """
@@ -34,8 +35,8 @@ def v1_folder(commit: str, into: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--v1", default="bd1be72", help="a commit that ships v1")
-    parser.add_argument("--v2", default="default", help="the v2 folder (default: the shipped default)")
+    parser.add_argument("--v1", default=None, help="also the default as shipped at this commit (e.g. bd1be72)")
+    parser.add_argument("--v2", default=None, help="also this candidate folder")
     parser.add_argument("--pairs", type=int, default=700)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
@@ -55,8 +56,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from crossrank.model.default import SHIPPED_MODELS
 
-        folders = {"default v1": str(v1_folder(args.v1, Path(tmp))), "default v2": args.v2}
-        if "fast" in SHIPPED_MODELS:  # the 2-layer fallback, once it ships
+        folders = {"shipped default": "default"}
+        if args.v1:
+            folders[f"default at {args.v1}"] = str(v1_folder(args.v1, Path(tmp)))
+        if args.v2:
+            folders["candidate " + Path(args.v2).name] = args.v2
+        if "fast" in SHIPPED_MODELS:
             folders["fast"] = "fast"
         for dtype in ("float32", "bfloat16"):
             models = {name: CrossEncoder(folder, dtype=dtype) for name, folder in folders.items()}
@@ -73,11 +78,11 @@ def main() -> None:
                 print(f"{name} {dtype}: {len(pairs) / seconds:.1f} pairs/s", flush=True)
             del models
     rows = results["rows"]
-    results["ratios"] = {dtype: {
-        "v2 / v1": rows[f"default v2, {dtype}"]["pairs_per_s"] / rows[f"default v1, {dtype}"]["pairs_per_s"],
-        **({"fast / v2": rows[f"fast, {dtype}"]["pairs_per_s"] / rows[f"default v2, {dtype}"]["pairs_per_s"]}
-           if f"fast, {dtype}" in rows else {})}
-        for dtype in ("float32", "bfloat16")}
+    names = [label.rsplit(", ", 1)[0] for label in rows if label.endswith(", float32")]
+    results["ratios"] = {dtype: {f"{name} / shipped default": rows[f"{name}, {dtype}"]["pairs_per_s"] /
+                                 rows[f"shipped default, {dtype}"]["pairs_per_s"]
+                                 for name in names if name != "shipped default"}
+                         for dtype in ("float32", "bfloat16")}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "shipped_models_speed.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["# Shipped models: CPU speed", "",
@@ -90,7 +95,7 @@ def main() -> None:
         lines.append(f"| {name} | {dtype} | {row['pairs_per_s']:.1f} |")
     lines += ["", "| ratio | float32 | bfloat16 |", "|---|---|---|"]
     for ratio in results["ratios"]["float32"]:
-        lines.append(f"| {ratio} | {results['ratios']['float32'][ratio]:.2f} | {results['ratios']['bfloat16'][ratio]:.2f} |")
+        lines.append(f"| {ratio} | {results['ratios']['float32'][ratio]:.2f}x | {results['ratios']['bfloat16'][ratio]:.2f}x |")
     (args.out / "shipped_models_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -41,6 +41,8 @@ def test_an_unreachable_address_is_a_clear_error_within_seconds():
         _probe("no-port-here")
     with pytest.raises(InvalidInputError, match="threads per worker"):
         RayConfig(threads_per_worker=0)
+    with pytest.raises(InvalidInputError, match="blocks in flight"):
+        RayConfig(blocks_in_flight=0)
 
 
 ray = pytest.importorskip("ray", reason="the [ray] extra is not installed (pip install 'crossrank[ray]')")
@@ -179,14 +181,15 @@ def test_a_ray_serve_deployment_answers_a_cohere_request_with_the_offline_scores
     serve_on_ray(ScorerSpec(str(tiny_model)), settings, RayConfig(), ReplicaSettings(replicas=2), blocking=False)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 120
-        while time.time() < deadline:  # replicas load their model in the background: /health says when
+        deadline = time.time() + 300  # generous: on a busy 2-core machine two replicas start slowly
+        healthy = False
+        while time.time() < deadline and not healthy:  # replicas load their model in the background
             try:
-                if httpx.get(f"{base}/health", timeout=5).status_code == 200:
-                    break
+                healthy = httpx.get(f"{base}/health", timeout=5).status_code == 200
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
+        assert healthy, "the Serve deployment never answered /health with 200"
         documents = ["Berlin has 3.5 million inhabitants.", "The river is long.", "Museums in Berlin."]
         body = {"model": "any", "query": "population of berlin", "documents": documents, "top_n": 3}
         assert httpx.post(f"{base}/v1/rerank", json=body, timeout=30).status_code == 401  # auth carries over

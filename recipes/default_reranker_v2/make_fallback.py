@@ -123,7 +123,7 @@ def relabel(examples: Path, output: Path, default: Path, temperature: float, sou
     groups = [g for g in groups if g["source"] in sources][:limit]
     model = CrossEncoder(str(default), dtype="bfloat16")
     out = []
-    with tqdm(total=len(groups), desc="default v2 scores", unit="group") as bar:
+    with tqdm(total=len(groups), desc="default scores", unit="group") as bar:
         for start in range(0, len(groups), 64):  # many groups per call: full batches
             chunk = groups[start:start + 64]
             flat = np.asarray(model.predict([(g["query"], d) for g in chunk for d in g["documents"]]),

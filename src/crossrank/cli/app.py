@@ -8,6 +8,7 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from pathlib import Path
@@ -304,6 +305,9 @@ def search(
     rerank: Optional[str] = typer.Option(None, "--rerank", help="Cross-encoder folder or hub id ('default': shipped model)."),
     top_n: int = typer.Option(10, "--top-n", min=1, help="Results returned per query."),
     budget_ms: Optional[float] = typer.Option(None, "--budget-ms", min=0, help="Latency budget: rerank only what fits."),
+    fallback_model: Optional[str] = typer.Option(None, "--fallback-model", help="A cheaper cross-encoder ('fast': the shipped 2-layer model) for what the main model cannot score within the budget."),
+    policy: Optional[str] = typer.Option(None, "--policy", help="prefix, fallback (default with --fallback-model) or cascade (fallback scores all, --rerank rescores its top --rescore)."),
+    rescore: int = typer.Option(20, "--rescore", min=1, help="Cascade: candidates the main model rescores."),
     fusion: str = typer.Option("rrf", "--fusion", help="Hybrid fusion: rrf (k=60) or score (min-max, weighted)."),
     weight: float = typer.Option(0.5, "--weight", min=0, max=1, help="Dense weight for --fusion score."),
     approximate: bool = typer.Option(False, "--approximate", help="Use the HNSW index for dense search."),
@@ -319,7 +323,8 @@ def search(
     from crossrank.cli.search import run_search
 
     _run(lambda: run_search(path, query, queries, output, retriever, k, rerank, top_n, budget_ms, fusion, weight,
-                            approximate, chunking, overlap, aggregation, device, as_json, backend, dtype))
+                            approximate, chunking, overlap, aggregation, device, as_json, backend, dtype,
+                            fallback_model, policy, rescore))
 
 
 @app.command()
@@ -480,8 +485,9 @@ def train(
     data: Optional[Path] = typer.Option(None, "--data", help="BEIR folder: judgments of --split plus BM25 hard negatives."),
     split: str = typer.Option("train", "--split", help="Qrels split to train on."),
     examples: Optional[Path] = typer.Option(None, "--examples", help="JSONL training examples instead of --data."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Labelled text pairs (TSV: id, text1, text2, label): a pair classifier (BCE), e.g. duplicate questions."),
     dev_split: Optional[str] = typer.Option(None, "--dev-split", help="Qrels split of --data for dev nDCG@10 (best checkpoint kept)."),
-    loss: str = typer.Option("listwise", "--loss", help="bce, ranknet, margin, listwise or margin-mse."),
+    loss: Optional[str] = typer.Option(None, "--loss", help="bce, ranknet, margin, listwise or margin-mse (default: listwise; bce with --pairs)."),
     negatives: int = typer.Option(7, "--negatives", min=1, help="Hard negatives per positive."),
     rank_range: tuple[int, int] = typer.Option((10, 100), "--rank-range", help="BM25 ranks to mine negatives from."),
     max_positives: int = typer.Option(0, "--max-positives", min=0, help="Positives per query, a seeded sample (0: all)."),
@@ -503,18 +509,26 @@ def train(
         import json
 
         from crossrank.model.default import encoder_dir
-        from crossrank.training.datasets import dev_ndcg, groups_from_beir, groups_from_jsonl
+        from crossrank.training.datasets import dev_ndcg, groups_from_beir, groups_from_jsonl, groups_from_pairs
         from crossrank.training.trainer import TrainConfig, Trainer
 
-        if (data is None) == (examples is None):
-            raise InvalidInputError("give exactly one of --data BEIR_FOLDER or --examples FILE")
-        groups = groups_from_jsonl(examples) if examples else groups_from_beir(data, split, negatives, rank_range,
-                                                                                seed=seed, max_positives=max_positives or None,
-                                                                                positive_depth=positive_depth or None)
+        if sum(x is not None for x in (data, examples, pairs)) != 1:
+            raise InvalidInputError("give exactly one of --data BEIR_FOLDER, --examples FILE or --pairs FILE")
+        chosen_loss = loss or ("bce" if pairs is not None else "listwise")
+        if pairs is not None and chosen_loss != "bce":
+            raise InvalidInputError(f"--pairs trains a pair classifier with --loss bce, not {chosen_loss!r} "
+                                    "(each pair is a group of one)")
+        if pairs is not None:
+            groups = groups_from_pairs(pairs)
+        elif examples is not None:
+            groups = groups_from_jsonl(examples)
+        else:
+            groups = groups_from_beir(data, split, negatives, rank_range, seed=seed,
+                                      max_positives=max_positives or None, positive_depth=positive_depth or None)
         if not groups:
             raise InvalidInputError("no training groups: check the split and that queries have judged positives")
         metric = dev_ndcg(data, dev_split) if data is not None and dev_split else None
-        config = TrainConfig(loss=loss, epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
+        config = TrainConfig(loss=chosen_loss, epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
                              gradient_accumulation=gradient_accumulation, max_length=max_length,
                              eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed, precision=precision)
         trainer = Trainer(model or str(encoder_dir()), output_dir, config, device=device, dev_metric=metric)
@@ -575,6 +589,96 @@ def distill(
         typer.echo(json.dumps({"groups": len(scored), "steps": result.steps, "seconds": round(result.seconds, 1),
                                "first_loss": result.losses[0], "last_loss": result.losses[-1],
                                "bi_encoder": str(output_dir)}))
+
+    _run(work)
+
+
+@app.command()
+def annotate(
+    corpus: Path = typer.Option(..., "--corpus", help="BEIR corpus.jsonl."),
+    queries: Path = typer.Option(..., "--queries", help="BEIR queries.jsonl."),
+    run: list[Path] = typer.Option(..., "--run", help="A run to pool (TREC or TSV); repeat for several."),
+    output: Path = typer.Option(..., "--output", "-o", help="Pseudo-qrels written here."),
+    depth: int = typer.Option(20, "--depth", "-k", min=1, help="Top K of each run pooled per query."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
+    thresholds: Optional[str] = typer.Option(None, "--thresholds", help="Calibrated probabilities for grades 1,2,3 (increasing), e.g. 0.25,0.5,0.8 (the default)."),
+    judged: Optional[Path] = typer.Option(None, "--judged", help="Existing qrels: kept as they are; only the holes are annotated."),
+    format: str = typer.Option("trec", "--format", help="trec (qid 0 docid grade) or beir (TSV with header)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    backend: Optional[str] = _backend_option(),
+    dtype: Optional[str] = _dtype_option(),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr."),
+) -> None:
+    """Pseudo-qrels: grade the pooled top K of runs 0-3 with the cross-encoder's calibrated probability."""
+    from crossrank.cli.jobs import annotate_command
+
+    def work() -> None:
+        cuts = None
+        if thresholds is not None:
+            try:
+                cuts = [float(x) for x in thresholds.replace(",", " ").split()]
+            except ValueError:
+                raise InvalidInputError(f"--thresholds {thresholds!r}: give numbers, e.g. 0.25,0.5,0.8") from None
+        from crossrank.cross_encoder import CrossEncoder
+
+        ce = CrossEncoder(model, device=device, backend=backend, dtype=dtype)
+        summary = annotate_command(ce, corpus, queries, run, depth, output, cuts, judged, format, progress)
+        typer.echo(json.dumps(summary))
+
+    _run(work)
+
+
+@app.command()
+def match(
+    faq: Path = typer.Option(..., "--faq", help="The FAQ as a BEIR corpus.jsonl: title = question, text = answer."),
+    queries: Path = typer.Option(..., "--queries", help="User questions, BEIR queries.jsonl."),
+    output: Path = typer.Option(..., "--output", "-o", help="One JSON line per question."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Calibrated probability a match needs; below it the match is null (0: always answer)."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Candidates listed per question."),
+    shortlist: int = typer.Option(20, "--shortlist", min=1, help="FAQ entries the bi-encoder passes to the cross-encoder."),
+    read: str = typer.Option("entry", "--read", help="What the cross-encoder reads of an entry: entry (question + answer) or question."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr."),
+) -> None:
+    """Match user questions against an FAQ; "no answer" (null) when nothing reaches the threshold."""
+    from crossrank.cli.jobs import match_command
+
+    def work() -> None:
+        from crossrank.cross_encoder import CrossEncoder
+        from crossrank.pipeline.faq_match import READS
+
+        if read not in READS:
+            raise InvalidInputError(f"unknown --read {read!r}: use one of {', '.join(READS)}")
+        summary = match_command(lambda: CrossEncoder(model, device=device), faq, queries, output, threshold, top_k,
+                                shortlist, read, progress)
+        typer.echo(json.dumps(summary))
+
+    _run(work)
+
+
+@app.command()
+def dedup(
+    input: Path = typer.Option(..., "--input", "-i", help="Questions, JSONL of {\"_id\", \"text\"}."),
+    output: Path = typer.Option(..., "--output", "-o", help="One JSON line per cluster: {\"cluster\", \"ids\"}, singletons included."),
+    threshold: float = typer.Option(0.5, "--threshold", min=0.0, max=1.0, help="Calibrated probability a verified duplicate needs."),
+    neighbours: int = typer.Option(10, "--neighbours", min=1, help="Bi-encoder neighbours proposed per question."),
+    min_cosine: float = typer.Option(0.5, "--min-cosine", min=-1.0, max=1.0, help="Proposed pairs need at least this cosine."),
+    clustering: str = typer.Option("components", "--clustering", help="components (transitive) or strict (complete linkage)."),
+    pairs_output: Optional[Path] = typer.Option(None, "--pairs-output", help="Also write the verified pairs (JSONL)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr."),
+) -> None:
+    """Cluster duplicate questions: bi-encoder candidate pairs, verified by the cross-encoder."""
+    from crossrank.cli.jobs import dedup_command
+
+    def work() -> None:
+        from crossrank.cross_encoder import CrossEncoder
+
+        summary = dedup_command(lambda: CrossEncoder(model, device=device), input, output, threshold, neighbours,
+                                min_cosine, clustering, pairs_output, progress)
+        typer.echo(json.dumps(summary))
 
     _run(work)
 

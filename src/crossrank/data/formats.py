@@ -200,6 +200,26 @@ def write_trec_run(run: Run, path: Path, tag: str = "crossrank") -> None:
     tmp.replace(path)
 
 
+QRELS_FORMATS = ("trec", "beir")
+
+
+def write_qrels(qrels: Qrels, path: Path, format: str = "trec") -> None:
+    """TREC (``qid 0 docid grade``) or BEIR TSV (header ``query-id corpus-id score``); written atomically,
+    so an existing file is replaced only by a complete one."""
+    if format not in QRELS_FORMATS:
+        raise InvalidInputError(f"unknown qrels format {format!r}: use trec or beir")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        if format == "beir":
+            handle.write("query-id\tcorpus-id\tscore\n")
+        for qid, docs in qrels.items():
+            for doc_id, grade in docs.items():
+                handle.write(f"{qid}\t{doc_id}\t{int(grade)}\n" if format == "beir" else f"{qid} 0 {doc_id} {int(grade)}\n")
+    tmp.replace(path)
+
+
 def _report(path: Path, duplicates: list[Duplicate]) -> None:
     if duplicates:
         first = duplicates[0]

@@ -24,6 +24,10 @@ class RayConfig:
     threads_per_worker: int = 1  # torch threads (and Ray CPUs reserved) per actor
     gpus_per_worker: float = 0.0  # GPUs per actor (a fraction shares one GPU)
     block_pairs: int = 1024  # rows per block: the unit of work an actor scores (and retries) at once
+    # Blocks queued on one actor. 1 keeps the pool balanced (an idle actor takes the next block; with Ray's
+    # default of 4 one actor could hold 4 of a job's last blocks while another idles); 2 overlaps a block's
+    # transfer with the previous block's scoring, worth it on GPU actors fed large blocks.
+    blocks_in_flight: int = 1
 
     def __post_init__(self):
         if self.threads_per_worker < 1:
@@ -34,6 +38,8 @@ class RayConfig:
             raise InvalidInputError(f"GPUs per worker must not be negative, got {self.gpus_per_worker}")
         if self.block_pairs < 1:
             raise InvalidInputError(f"block size must be at least 1, got {self.block_pairs}")
+        if self.blocks_in_flight < 1:
+            raise InvalidInputError(f"blocks in flight per worker must be at least 1, got {self.blocks_in_flight}")
 
     def pool_size(self, ray) -> int:
         """Actors to start: as asked, else as many as the cluster's CPUs (or GPUs) allow."""

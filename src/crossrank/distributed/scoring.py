@@ -51,6 +51,7 @@ class PairScoringActor:
                  score_column: str = "score", keep: Sequence[str] | None = None):
         _limit_threads(threads)
         self.model = spec.load()
+        self.model.warm_up()  # the first pass's one-off costs belong to the actor's start, not to a block
         self.columns = (query_column, text_column, score_column)
         self.keep = keep  # None: every input column passes through
 
@@ -78,7 +79,9 @@ def _map_on_pool(dataset, actor, constructor_kwargs: dict, config: RayConfig, ra
     from ray.data import ActorPoolStrategy
 
     return dataset.map_batches(actor, fn_constructor_kwargs=constructor_kwargs,
-                               compute=ActorPoolStrategy(size=config.pool_size(ray)), batch_size=config.block_pairs,
+                               compute=ActorPoolStrategy(size=config.pool_size(ray),
+                                                         max_tasks_in_flight_per_actor=config.blocks_in_flight),
+                               batch_size=config.block_pairs,
                                num_cpus=config.threads_per_worker, num_gpus=config.gpus_per_worker or None,
                                batch_format="numpy")
 

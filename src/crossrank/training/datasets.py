@@ -72,6 +72,45 @@ def groups_from_jsonl(path: Path) -> list[TrainingGroup]:
     return groups
 
 
+def groups_from_pairs(path: Path, both_orders: bool = True) -> list[TrainingGroup]:
+    """Labelled text pairs for a pair classifier (duplicate questions, paraphrases): a TSV with a header,
+    ``id  text1  text2  label`` (Quora's ``id q1 q2 label``, STS-B's ``id s1 s2 score``), read without quote
+    handling (a field may begin with a quote). Labels 0/1, or graded scores divided by the largest (STS-B's
+    0-5 become 0-1). Each pair is a group of one for BCE, in both orders when ``both_orders`` (a
+    cross-encoder is not symmetric; duplicates are)."""
+    import csv
+
+    rows = []
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader, None)
+        if header is None or len(header) != 4:
+            raise FormatError(f"{path}:1: expected a header of 4 tab-separated columns (id, text1, text2, label)")
+        for number, fields in enumerate(reader, start=2):
+            if not fields:
+                continue
+            if len(fields) != 4:
+                raise FormatError(f"{path}:{number}: expected 4 tab-separated columns, got {len(fields)}")
+            pair_id, first, second, label = fields
+            try:
+                value = float(label)
+            except ValueError:
+                raise FormatError(f"{path}:{number}: label {label!r} is not a number") from None
+            if not first.strip() or not second.strip():
+                raise FormatError(f"{path}:{number}: empty text")
+            if value < 0 or value != value:
+                raise FormatError(f"{path}:{number}: label {label!r} must be 0 or more")
+            rows.append((pair_id, first, second, value))
+    top = max((r[3] for r in rows), default=1.0)
+    scale = top if top > 1.0 else 1.0
+    groups = []
+    for pair_id, first, second, value in rows:
+        groups.append(TrainingGroup(pair_id, first, [second], [value / scale]))
+        if both_orders:
+            groups.append(TrainingGroup(f"{pair_id}:reversed", second, [first], [value / scale]))
+    return groups
+
+
 def dev_ndcg(folder: Path, split: str, depth: int = 50, max_queries: int = 100, seed: int = 0
              ) -> Callable[[Callable], float]:
     """A dev metric for the trainer: nDCG@10 of reranking each dev query's BM25 top ``depth``."""

@@ -1,0 +1,180 @@
+"""FAQ matching (COVID FAQ) and duplicate-question pairs (Quora): crossrank against the bi-encoder baseline.
+
+FAQ (``../shared/data/covid-faq``, test only: 108 CDC entries, 240 user questions):
+- baseline: all-MiniLM-L6-v2 cosine between the user question and each FAQ question, accuracy@1;
+- ``FaqMatcher`` (shortlist 20 by the same bi-encoder, the cross-encoder reads question + answer, or the
+  question alone), accuracy@1 at threshold 0;
+- "no answer": every user question is asked twice, once against the whole FAQ and once with its own
+  entries removed (then no answer is right). At the threshold (0.5 by default, fixed beforehand, not
+  tuned here): accuracy on answerable questions (answered with the right entry), the share of
+  unanswerable ones left unanswered, and the precision of "no answer" (of the questions left unanswered,
+  the share that had no answer).
+
+Duplicates (``../shared/data/quora-duplicates/pairs``, test 2,000 labelled pairs): pair F1 with the
+decision threshold chosen on dev (as the baseline's): bi-encoder cosine; the cross-encoder's probability
+(mean of both orders), for each ``--pair-model`` (the shipped default, and e.g. a pair classifier trained
+with ``crossrank train --pairs ../shared/data/quora-duplicates/pairs/train.tsv``).
+
+    python benchmarks/faq_dedup_quality.py [--pair-model default /tmp/quora-pairs/final]
+
+Writes benchmarks/results/faq_dedup_quality.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT.parent.parent / "shared" / "data"
+
+
+def read_pairs(path: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
+        next(reader)
+        rows = [r for r in reader if r]
+    return [(r[1], r[2]) for r in rows], np.array([int(float(r[3])) for r in rows])
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """The threshold with the best F1 (predict duplicate when score >= threshold), and that F1."""
+    best = (0.0, -1.0)
+    for t in np.unique(scores):
+        f = f1(scores >= t, labels)
+        if f > best[1]:
+            best = (float(t), f)
+    return best
+
+
+def f1(predicted: np.ndarray, labels: np.ndarray) -> float:
+    tp = float(np.sum(predicted & (labels == 1)))
+    fp, fn = float(np.sum(predicted & (labels == 0))), float(np.sum(~predicted & (labels == 1)))
+    return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def faq_study(model_name: str, threshold: float) -> dict:
+    from crossrank.cross_encoder import CrossEncoder
+    from crossrank.data.formats import read_corpus, read_qrels, read_queries
+    from crossrank.model.bi_encoder import BiEncoder
+    from crossrank.pipeline.faq_match import FaqMatcher
+
+    folder = DATA / "covid-faq"
+    faq = read_corpus(folder / "corpus.jsonl")
+    questions = read_queries(folder / "queries.jsonl")
+    qrels = read_qrels(folder / "qrels" / "test.tsv").qrels
+    questions = {q: t for q, t in questions.items() if q in qrels}
+    bi = BiEncoder()
+    entries = list(faq.values())
+    cos = bi.encode([questions[q] for q in questions]) @ bi.encode([e.title for e in entries]).T
+    baseline = float(np.mean([entries[int(np.argmax(row))].id in qrels[q] for q, row in zip(questions, cos)]))
+    out = {"questions": len(questions), "faq_entries": len(faq), "bi_encoder_accuracy@1": baseline,
+           "threshold": threshold, "readings": {}}
+    model = CrossEncoder(model_name)
+    for read in ("entry", "question"):
+        start = time.perf_counter()
+        results = FaqMatcher(faq, model, bi, shortlist=20, read=read).match(questions, threshold=0.0, top_k=20)
+        seconds = time.perf_counter() - start
+        accuracy = float(np.mean([r.candidates[0].id in qrels[r.query_id] for r in results]))
+        answerable_right, unanswerable_null, nulls, nulls_right = 0, 0, 0, 0
+        for r in results:
+            gold = qrels[r.query_id]
+            top = r.candidates[0]
+            if top.probability >= threshold:
+                answerable_right += top.id in gold
+            else:
+                nulls += 1
+            rest = [c for c in r.candidates if c.id not in gold]  # the same question, its entries removed
+            if not rest or rest[0].probability < threshold:
+                unanswerable_null += 1
+                nulls += 1
+                nulls_right += 1
+        n = len(results)
+        out["readings"][read] = {
+            "accuracy@1": accuracy, "seconds": seconds,
+            "answerable_answered_right": answerable_right / n,
+            "unanswerable_left_unanswered": unanswerable_null / n,
+            "no_answer_precision": nulls_right / nulls if nulls else float("nan"),
+            "no_answer_count": nulls}
+        print(json.dumps({read: out["readings"][read]}), flush=True)
+    return out
+
+
+def quora_study(pair_models: list[str]) -> dict:
+    from crossrank.cross_encoder import CrossEncoder
+    from crossrank.model.bi_encoder import BiEncoder
+
+    folder = DATA / "quora-duplicates" / "pairs"
+    dev_pairs, dev_labels = read_pairs(folder / "dev.tsv")
+    test_pairs, test_labels = read_pairs(folder / "test.tsv")
+    bi = BiEncoder()
+
+    def cosines(pairs):
+        a = bi.encode([p[0] for p in pairs])
+        b = bi.encode([p[1] for p in pairs])
+        return np.sum(a * b, axis=1)
+
+    t, dev_f1 = best_threshold(cosines(dev_pairs), dev_labels)
+    out = {"dev_pairs": len(dev_pairs), "test_pairs": len(test_pairs), "systems": {
+        "bi-encoder cosine": {"threshold_from_dev": t, "dev_f1": dev_f1,
+                              "test_f1": f1(cosines(test_pairs) >= t, test_labels)}}}
+    for name in pair_models:
+        model = CrossEncoder(name)
+
+        def probs(pairs):
+            both = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
+            p = np.asarray(model.probability(model.score(both)), dtype=np.float64)
+            return (p[:len(pairs)] + p[len(pairs):]) / 2
+
+        start = time.perf_counter()
+        dev, test = probs(dev_pairs), probs(test_pairs)
+        t, dev_f1 = best_threshold(dev, dev_labels)
+        out["systems"][f"cross-encoder {name}"] = {
+            "threshold_from_dev": t, "dev_f1": dev_f1, "test_f1": f1(test >= t, test_labels),
+            "test_f1_at_0.5": f1(test >= 0.5, test_labels), "seconds": time.perf_counter() - start}
+        print(json.dumps({name: out["systems"][f"cross-encoder {name}"]}), flush=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="default", help="FAQ matching model")
+    parser.add_argument("--threshold", type=float, default=0.5)
+    parser.add_argument("--pair-model", nargs="+", default=["default"])
+    parser.add_argument("--out", type=Path, default=ROOT / "results")
+    args = parser.parse_args()
+
+    from crossrank.evaluation.machine import machine_info
+
+    results = {"machine": machine_info(), "faq": faq_study(args.model, args.threshold),
+               "quora": quora_study(args.pair_model)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "faq_dedup_quality.json").write_text(json.dumps(results, indent=2) + "\n")
+    faq, quora = results["faq"], results["quora"]
+    lines = ["# FAQ matching and duplicate questions", "",
+             f"## COVID FAQ ({faq['questions']} user questions, {faq['faq_entries']} CDC entries; test only)", "",
+             f"Model `{args.model}`; threshold {faq['threshold']} (fixed beforehand). Each question is also asked with "
+             "its own FAQ entries removed, where \"no answer\" is right.", "",
+             "| system | accuracy@1 (always answers) | right answer at threshold | unanswerable left unanswered | "
+             "precision of \"no answer\" |", "|---|---|---|---|---|",
+             f"| bi-encoder all-MiniLM-L6-v2 vs FAQ questions (baseline) | {faq['bi_encoder_accuracy@1']:.3f} | - | - | - |"]
+    for read, row in faq["readings"].items():
+        label = "question + answer" if read == "entry" else "FAQ question only"
+        lines.append(f"| crossrank match (cross-encoder reads {label}) | {row['accuracy@1']:.3f} | "
+                     f"{row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
+                     f"{row['no_answer_precision']:.3f} |")
+    lines += ["", f"## Quora duplicate pairs (test {quora['test_pairs']} pairs; threshold chosen on dev "
+                  f"{quora['dev_pairs']})", "", "| system | threshold (dev) | dev F1 | test F1 |", "|---|---|---|---|"]
+    for name, row in quora["systems"].items():
+        lines.append(f"| {name} | {row['threshold_from_dev']:.3f} | {row['dev_f1']:.3f} | {row['test_f1']:.3f} |")
+    (args.out / "faq_dedup_quality.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

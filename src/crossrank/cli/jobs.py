@@ -42,16 +42,12 @@ def annotate_command(model, corpus: Path, queries: Path, runs: list[Path], depth
 
 
 def _write_jsonl(rows, path: Path) -> None:
-    """Written atomically: an existing file is replaced only by a complete one."""
+    """One JSON object per line, written atomically (``data.formats.write_lines``)."""
     import json
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    from crossrank.data.formats import write_lines
+
+    write_lines(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def match_command(load_model, faq: Path, queries: Path, output: Path, threshold: float, top_k: int, shortlist: int,

@@ -12,7 +12,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from crossrank.errors import InvalidInputError
 
@@ -188,16 +188,25 @@ def ranked(scores: dict[str, float]) -> list[str]:
     return [doc for doc, _ in sorted(scores.items(), key=lambda item: (item[1], item[0]), reverse=True)]
 
 
-def write_trec_run(run: Run, path: Path, tag: str = "crossrank") -> None:
-    """TREC six columns, rank from 1 in trec_eval order; written atomically."""
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write ``lines`` (each ending in a newline) to ``path`` atomically: a temporary file beside it is
+    renamed over it only once complete, so a failed write never leaves half a file (parents are created)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for qid in run:
-            for rank, doc_id in enumerate(ranked(run[qid]), start=1):
-                handle.write(f"{qid} Q0 {doc_id} {rank} {float(run[qid][doc_id])!r} {tag}\n")
-    tmp.replace(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(lines)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_trec_run(run: Run, path: Path, tag: str = "crossrank") -> None:
+    """TREC six columns, rank from 1 in trec_eval order; written atomically."""
+    write_lines(path, (f"{qid} Q0 {doc_id} {rank} {float(run[qid][doc_id])!r} {tag}\n"
+                       for qid in run for rank, doc_id in enumerate(ranked(run[qid]), start=1)))
 
 
 QRELS_FORMATS = ("trec", "beir")
@@ -208,16 +217,11 @@ def write_qrels(qrels: Qrels, path: Path, format: str = "trec") -> None:
     so an existing file is replaced only by a complete one."""
     if format not in QRELS_FORMATS:
         raise InvalidInputError(f"unknown qrels format {format!r}: use trec or beir")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        if format == "beir":
-            handle.write("query-id\tcorpus-id\tscore\n")
-        for qid, docs in qrels.items():
-            for doc_id, grade in docs.items():
-                handle.write(f"{qid}\t{doc_id}\t{int(grade)}\n" if format == "beir" else f"{qid} 0 {doc_id} {int(grade)}\n")
-    tmp.replace(path)
+    rows = ((qid, doc_id, int(grade)) for qid, docs in qrels.items() for doc_id, grade in docs.items())
+    if format == "beir":
+        write_lines(path, ["query-id\tcorpus-id\tscore\n", *(f"{q}\t{d}\t{g}\n" for q, d, g in rows)])
+    else:
+        write_lines(path, (f"{q} 0 {d} {g}\n" for q, d, g in rows))
 
 
 def _report(path: Path, duplicates: list[Duplicate]) -> None:

@@ -73,6 +73,19 @@ def tiny_ce(tiny_model):
     return CrossEncoder(str(tiny_model))
 
 
+@pytest.fixture(scope="session")
+def fallback_model(tmp_path_factory) -> Path:
+    """A second tiny BERT (another seed): the fallback model of the latency-budget tests."""
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny-fallback") / "model", seed=7)
+
+
+@pytest.fixture(scope="session")
+def fallback_ce(fallback_model):
+    from crossrank import CrossEncoder
+
+    return CrossEncoder(str(fallback_model))
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_cache(tmp_path_factory):
     """Models crossrank builds (the default demo) go to a temp cache, not the user's home."""

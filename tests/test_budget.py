@@ -9,7 +9,7 @@ import random
 import pytest
 
 from crossrank.errors import InvalidInputError
-from crossrank.pipeline.budget import ThroughputEstimate, plan_scoring
+from crossrank.pipeline.budget import CostModel, fit_prefix, plan_scoring
 from crossrank.pipeline.searcher import Searcher
 from crossrank.retrieval.bm25 import BM25Settings
 from crossrank.retrieval.index import CollectionIndex, IndexSettings
@@ -58,13 +58,63 @@ def test_cascade_plan_covers_all_with_the_fallback_then_rescores_what_is_left():
         plan_scoring(10, "cascade", 1.0, 0.1, 0.01, rescore=0)
 
 
-def test_throughput_estimate_moves_towards_new_measurements():
-    estimate = ThroughputEstimate()
-    assert estimate.pairs_within(1.0) == 0  # nothing measured: nothing promised
-    estimate.update(10, 1.0)
-    assert estimate.seconds_per_pair == pytest.approx(0.1) and estimate.pairs_within(0.35) == 3
-    estimate.update(10, 2.0)
-    assert estimate.seconds_per_pair == pytest.approx(0.13)
+def test_plans_use_each_candidates_own_cost_and_each_calls_overhead():
+    # Long documents (several windows) cost more: fewer of them fit than the average cost would promise.
+    costs = [0.01, 0.01, 0.05, 0.01, 0.01]
+    assert fit_prefix(costs, 0.05) == 2 and fit_prefix(costs, 0.08) == 4
+    assert fit_prefix(costs, 0.08, overhead=0.02) == 2 and fit_prefix(costs, 0.1, overhead=0.02) == 4  # paid once
+    assert plan_scoring(5, "prefix", 0.08, costs).main == 4
+    assert plan_scoring(5, "prefix", 0.08, costs, main_overhead=0.02).main == 2
+    # fallback: P main + the fallback on the rest, each call's overhead counted once.
+    plan = plan_scoring(5, "fallback", 0.06, costs, [0.002] * 5, main_overhead=0.01, fallback_overhead=0.01)
+    # P = 2: 0.01 + 0.02 (main) + 0.01 + 0.006 (fallback on 3) = 0.046; P = 3 needs 0.01 + 0.07 > 0.06.
+    assert (plan.main, plan.fallback) == (2, 3)
+    with pytest.raises(InvalidInputError, match="2 candidate costs for 5"):
+        plan_scoring(5, "prefix", 1.0, [0.1, 0.1])
+
+
+def test_cost_model_fits_overhead_and_per_token_cost_then_refines_it():
+    cost = CostModel()
+    assert not cost.measured and cost.candidate_seconds([100]) is None  # nothing measured: nothing promised
+    assert plan_scoring(10, "prefix", 1.0, cost.candidate_seconds([50] * 10)).main == 0
+    cost.fit((4, 400, 0.014), (16, 1600, 0.026))  # 10 us per token, 10 ms per call
+    assert cost.per_token == pytest.approx(1e-5) and cost.overhead_seconds == pytest.approx(0.01)
+    assert cost.candidate_seconds([100, 300]) == pytest.approx([0.001, 0.003])
+    cost.update(10, 1000, 0.03)  # observed 20 us per token after the overhead: the estimate moves 30% there
+    assert cost.per_token == pytest.approx(1.3e-5)
+    noisy = CostModel()
+    noisy.fit((4, 400, 0.03), (16, 1600, 0.02))  # the larger call was faster: no slope, its plain average
+    assert noisy.per_token == pytest.approx(0.02 / 1600) and noisy.overhead_seconds == 0.0
+    uniform = CostModel.uniform(0.1)
+    assert uniform.candidate_seconds([5, 500]) == [0.1, 0.1]
+    uniform.update(10, 999, 2.0)
+    assert uniform.per_candidate == pytest.approx(0.13)
+
+
+def test_searcher_counts_every_window_of_a_long_candidate(index, tiny_ce):
+    from crossrank.pipeline.searcher import SearchHit
+
+    searcher = Searcher(index, "bm25", tiny_ce, overlap=8)
+    cost = CostModel(per_token=1e-4, chars_per_token=4.0)
+    window, overlap = searcher._window(tiny_ce.tokenizer)
+    short = SearchHit("s", "", "x" * 40, 1, 1.0)  # 10 tokens: one window
+    long = SearchHit("l", "", "x" * (4 * 3 * window), 2, 0.5)  # 3 windows of text, read in 4 overlapping ones
+    tokens = searcher._tokens(tiny_ce, cost, "abcd", [short, long])
+    fixed = 1 + tiny_ce.tokenizer.special_tokens
+    assert tokens[0] == pytest.approx(fixed + 10)
+    windows = 1 + -(-(3 * window - window) // (window - overlap))
+    assert tokens[1] == pytest.approx(windows * fixed + 3 * window + (windows - 1) * overlap)
+    assert searcher._costs(tiny_ce, cost, "abcd", [short, long])[1] > 10 * searcher._costs(tiny_ce, cost, "abcd",
+                                                                                            [short, long])[0]
+
+
+def test_measured_cost_is_fitted_once_and_shared(index, tiny_ce):
+    searcher = Searcher(index, "bm25", tiny_ce)
+    result = searcher.search(QUERY, k=20, top_n=5, budget_ms=10_000)
+    assert searcher.throughput.measured and searcher.throughput.per_token > 0
+    assert 1.0 <= searcher.throughput.chars_per_token <= 20.0
+    assert "cost_probe" in result.timings_ms or result.reranked == 20
+    assert Searcher(index, "bm25", tiny_ce).throughput is searcher.throughput  # one estimate per model
 
 
 @pytest.fixture(scope="module")
@@ -76,26 +126,14 @@ def index(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def fallback_model(tmp_path_factory):
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny-fallback") / "model", seed=7)
-
-
-@pytest.fixture(scope="module")
-def fallback_ce(fallback_model):
-    from crossrank import CrossEncoder
-
-    return CrossEncoder(str(fallback_model))
-
-
 QUERY = "protein therapy cell"
 
 
 def test_budget_with_fallback_ranks_in_tiers_and_says_who_scored(index, tiny_ce, fallback_ce):
     searcher = Searcher(index, "bm25", tiny_ce, fallback=fallback_ce, chunking=False)
     assert searcher.policy == "fallback"
-    searcher.throughput = ThroughputEstimate(0.02)
-    searcher.fallback_throughput = ThroughputEstimate(0.005)
+    searcher.throughput = CostModel.uniform(0.02)
+    searcher.fallback_throughput = CostModel.uniform(0.005)
     result = searcher.search(QUERY, k=20, top_n=20, budget_ms=200)
     # P x 0.02 + (20 - P) x 0.005 <= 0.2  ->  P = 6; the fallback scores the other 14.
     assert (result.plan.main, result.plan.fallback) == (6, 14)
@@ -129,8 +167,8 @@ def test_cascade_rescores_the_fallbacks_top(index, tiny_ce, fallback_ce):
     batch = searcher.search_many({"q": QUERY}, k=20, top_n=20)["q"]
     assert [h.id for h in batch] == [h.id for h in result.hits]
     # Under a budget the cascade plans with each model's cost.
-    searcher.throughput = ThroughputEstimate(0.02)
-    searcher.fallback_throughput = ThroughputEstimate(0.005)
+    searcher.throughput = CostModel.uniform(0.02)
+    searcher.fallback_throughput = CostModel.uniform(0.005)
     tight = searcher.search(QUERY, k=20, top_n=20, budget_ms=160)
     assert (tight.plan.fallback, tight.plan.main) == (20, 3)  # 0.1 s for all 20, 0.06 s left: 3 rescored
 

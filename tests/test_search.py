@@ -96,10 +96,10 @@ def test_two_stage_search_reranks_the_candidates(index, tiny_ce):
 
 
 def test_budget_reranks_the_prefix_that_fits_and_flags_the_rest(index, tiny_ce):
-    from crossrank.pipeline.searcher import ThroughputEstimate
+    from crossrank.pipeline.budget import CostModel
 
     searcher = Searcher(index, "bm25", tiny_ce)
-    searcher.throughput = ThroughputEstimate(0.1)  # pretend a slow model: 100 ms per candidate
+    searcher.throughput = CostModel.uniform(0.1)  # pretend a slow model: 100 ms per candidate
     result = searcher.search("protein therapy cell", k=10, top_n=10, budget_ms=350)
     assert result.reranked == 3
     assert [h.reranked for h in result.hits] == [True] * 3 + [False] * 7

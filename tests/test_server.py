@@ -287,8 +287,9 @@ def test_a_request_that_fails_in_a_shared_pass_fails_alone(tiny_ce):
     assert isinstance(results[1], InferenceFailed)
     for docs, result in zip([["doc one", "doc two"], ["doc three"], ["doc four", "doc five"]],
                             [results[0], results[2], results[3]]):
-        scores, _ = result
-        np.testing.assert_allclose(scores, tiny_ce.score([("q", d) for d in docs]), atol=1e-5)
+        scored, _ = result
+        assert scored.scored_by is None  # one model: no roles
+        np.testing.assert_allclose(scored.scores, tiny_ce.score([("q", d) for d in docs]), atol=1e-5)
 
 
 def test_sigterm_with_requests_in_flight_loses_none(tiny_model):

@@ -359,9 +359,27 @@ def serve(
     target_ongoing_requests: float = typer.Option(32.0, "--target-ongoing-requests", min=1.0, help="Autoscaling target: in-flight requests per replica."),
     threads_per_worker: int = _threads_option(),
     gpus_per_worker: float = _gpus_option(),
+    fallback_model: Optional[str] = typer.Option(None, "--fallback-model", envvar="CROSSRANK_FALLBACK_MODEL", help="A cheaper cross-encoder for the documents the main model cannot score within --budget-ms (or, with --policy cascade, for every document)."),
+    fallback_dtype: Optional[str] = typer.Option(None, "--fallback-dtype", envvar="CROSSRANK_FALLBACK_DTYPE", help="The fallback's dtype (default: --dtype), e.g. bfloat16 for a cheaper copy of the main model."),
+    budget_ms: Optional[float] = typer.Option(None, "--budget-ms", envvar="CROSSRANK_BUDGET_MS", min=1, help="Scoring time per request, queueing included (needs --fallback-model): the main model scores what fits, the fallback the rest."),
+    policy: str = typer.Option("fallback", "--policy", envvar="CROSSRANK_POLICY", help="fallback (main model on the prefix that fits) or cascade (fallback scores all, the main model rescores its top --rescore)."),
+    rescore: int = typer.Option(20, "--rescore", envvar="CROSSRANK_RESCORE", min=1, help="Cascade: documents per request the main model rescores."),
 ) -> None:
     """Serve the Cohere / Jina / TEI rerank API over HTTP (needs the [serve] extra; --ray: on Ray Serve)."""
     def work() -> None:
+        if budget_ms is not None and fallback_model is None:
+            raise InvalidInputError("--budget-ms needs --fallback-model: a rerank API must score every document, so "
+                                    "the documents the main model cannot reach in time need a cheaper model")
+        if fallback_model is not None:
+            from crossrank.server.budget import SERVICE_POLICIES
+
+            if policy not in SERVICE_POLICIES:
+                raise InvalidInputError(f"unknown --policy {policy!r}: use one of {', '.join(SERVICE_POLICIES)}")
+            if policy == "fallback" and budget_ms is None:
+                raise InvalidInputError("--fallback-model with --policy fallback needs --budget-ms (or use --policy "
+                                        "cascade)")
+            if ray or ray_address:
+                raise InvalidInputError("--fallback-model is not available with --ray yet: serve it without --ray")
         try:
             from crossrank.server.runner import serve as run_server
             from crossrank.server.settings import ServerSettings
@@ -375,7 +393,8 @@ def serve(
                                   max_body_bytes=max_body_bytes, max_header_bytes=max_header_bytes,
                                   header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                                   queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout,
-                                  shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics)
+                                  shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics,
+                                  budget_ms=budget_ms, policy=policy, rescore=rescore)
         if ray or ray_address:
             from crossrank.distributed.scoring import ScorerSpec
             from crossrank.distributed.serving import ReplicaSettings, serve_on_ray
@@ -387,9 +406,12 @@ def serve(
                          _ray_config(ray_address, None, threads_per_worker, gpus_per_worker),
                          ReplicaSettings(replicas, autoscaling))
             return
+        load_fallback = None if fallback_model is None else (
+            lambda: CrossEncoder(fallback_model, device=device, backend=backend, dtype=fallback_dtype or dtype,
+                                 batch_tokens=batch_tokens, max_length=max_length))
         run_server(lambda: CrossEncoder(model, device=device, backend=backend, dtype=dtype, batch_tokens=batch_tokens,
                                         max_length=max_length),
-                   settings, log_level=log_level)
+                   settings, log_level=log_level, load_fallback=load_fallback)
 
     _run(work)
 

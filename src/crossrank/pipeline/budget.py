@@ -1,6 +1,8 @@
 """Who scores which candidates under a latency budget: the main model, a cheaper fallback, or nobody.
 
-Three policies (``BudgetPolicy``), all planned from measured seconds per candidate of each model:
+Three policies (``BudgetPolicy``), all planned from each model's measured cost (``CostModel``: a fixed
+cost per scoring call plus a cost per input token, so a long document that needs several windows costs
+what it really costs):
 
 - ``prefix``: the main model scores the best-first-stage prefix that fits; the rest keep first-stage order.
 - ``fallback``: the main model scores as long a prefix as still lets the fallback score every other
@@ -15,32 +17,67 @@ score), then unscored hits in first-stage order. Scores of two models are never 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from crossrank.errors import InvalidInputError
 
 POLICIES = ("prefix", "fallback", "cascade")
+_SLACK = 1e-9  # float tolerance when summing costs against a budget
 
 
-class ThroughputEstimate:
-    """Seconds per scored candidate, an exponential moving average over recent scoring calls."""
+class CostModel:
+    """Seconds one model takes to score candidates: ``overhead_seconds`` per scoring call, plus
+    ``per_candidate`` and ``per_token`` (input tokens, every window of a long document counted) for each.
 
-    def __init__(self, seconds_per_pair: float | None = None, smoothing: float = 0.3):
-        self.seconds_per_pair = seconds_per_pair
-        self.smoothing = smoothing
+    Measured once (``fit``: two probe calls of different sizes give the overhead and the per-token cost),
+    then refined by every scoring call (``update``: an exponential moving average of the per-token cost).
+    ``chars_per_token`` turns text lengths into token estimates without tokenizing every candidate first.
+    """
 
-    def update(self, pairs: int, seconds: float) -> None:
-        if pairs <= 0:
-            return
-        observed = seconds / pairs
-        if self.seconds_per_pair is None:
-            self.seconds_per_pair = observed
+    def __init__(self, per_token: float | None = None, overhead_seconds: float = 0.0, per_candidate: float = 0.0,
+                 chars_per_token: float = 4.0, smoothing: float = 0.3):
+        self.per_token, self.overhead_seconds, self.per_candidate = per_token, overhead_seconds, per_candidate
+        self.chars_per_token, self.smoothing = chars_per_token, smoothing
+
+    @classmethod
+    def uniform(cls, seconds_per_candidate: float) -> "CostModel":
+        """The same cost for every candidate, whatever its length (tests, or a model with a fixed input)."""
+        return cls(per_token=0.0, per_candidate=seconds_per_candidate)
+
+    @property
+    def measured(self) -> bool:
+        return self.per_token is not None
+
+    def fit(self, small: tuple[int, int, float], large: tuple[int, int, float]) -> None:
+        """Two probe calls, each (candidates, tokens, seconds): the per-token cost from their difference,
+        the rest of the small call as the per-call overhead."""
+        (_, t1, s1), (n2, t2, s2) = small, large
+        slope = (s2 - s1) / (t2 - t1) if t2 > t1 else 0.0
+        if slope <= 0 or s1 - slope * t1 < 0:  # noisy probes: no overhead, the large call's average
+            self.per_token, self.overhead_seconds = s2 / max(t2, 1), 0.0
         else:
-            self.seconds_per_pair += self.smoothing * (observed - self.seconds_per_pair)
+            self.per_token, self.overhead_seconds = slope, s1 - slope * t1
+        self.per_candidate = 0.0
 
-    def pairs_within(self, budget_seconds: float) -> int:
-        return _fit(budget_seconds, self.seconds_per_pair)
+    def update(self, candidates: int, tokens: int, seconds: float) -> None:
+        if candidates <= 0 or tokens <= 0:
+            return
+        if self.per_token is None:
+            self.per_token = max(0.0, seconds - self.overhead_seconds) / tokens
+            return
+        if self.per_token == 0.0:  # a uniform model: refine the per-candidate cost
+            observed = max(0.0, seconds - self.overhead_seconds) / candidates
+            self.per_candidate += self.smoothing * (observed - self.per_candidate)
+            return
+        observed = max(0.0, seconds - self.overhead_seconds - self.per_candidate * candidates) / tokens
+        self.per_token += self.smoothing * (observed - self.per_token)
+
+    def candidate_seconds(self, tokens: Sequence[float]) -> list[float] | None:
+        """Each candidate's cost (without the call's overhead); None before anything was measured."""
+        if self.per_token is None:
+            return None
+        return [self.per_candidate + self.per_token * t for t in tokens]
 
 
 @dataclass(frozen=True)
@@ -54,39 +91,76 @@ class ScoringPlan:
     fallback: int
 
 
-def _fit(budget_seconds: float, cost: float | None) -> int:
-    if cost is None or cost <= 0:
+Costs = float | Sequence[float] | None
+
+
+def _per_candidate(cost: Costs, k: int) -> list[float] | None:
+    if cost is None:
+        return None
+    if isinstance(cost, (int, float)):
+        return [float(cost)] * k
+    if len(cost) != k:
+        raise InvalidInputError(f"{len(cost)} candidate costs for {k} candidates")
+    return [float(c) for c in cost]
+
+
+def fit_prefix(costs: Sequence[float] | None, budget_seconds: float, overhead: float = 0.0) -> int:
+    """The longest prefix of ``costs`` that one scoring call (paying ``overhead`` once) finishes in time."""
+    if costs is None:
         return 0
-    return max(0, int(math.floor(budget_seconds / cost + 1e-9)))
+    spent, n = overhead, 0
+    for cost in costs:
+        if cost <= 0 and overhead <= 0:  # nothing measured costs nothing: promise nothing
+            return n
+        if spent + cost > budget_seconds + _SLACK:
+            break
+        spent += cost
+        n += 1
+    return n
 
 
 def plan_scoring(candidates: int, policy: str = "prefix", budget_seconds: float | None = None,
-                 main_cost: float | None = None, fallback_cost: float | None = None,
-                 rescore: int = 20) -> ScoringPlan:
-    """The plan for ``candidates`` hits; ``budget_seconds`` None means no budget (everything is scored:
-    by the main model, or in a cascade by the fallback with the main model on its top ``rescore``)."""
+                 main_cost: Costs = None, fallback_cost: Costs = None, rescore: int = 20,
+                 main_overhead: float = 0.0, fallback_overhead: float = 0.0) -> ScoringPlan:
+    """The plan for ``candidates`` hits, in first-stage order. Costs are seconds per candidate: one number
+    for all, or one per candidate; each model's call also pays its overhead once. ``budget_seconds`` None
+    means no budget (everything is scored: by the main model, or in a cascade by the fallback with the
+    main model on its top ``rescore``)."""
     if policy not in POLICIES:
         raise InvalidInputError(f"unknown budget policy {policy!r}: use one of {', '.join(POLICIES)}")
     if rescore < 1:
         raise InvalidInputError(f"the cascade's rescore depth must be positive, got {rescore}")
     k = max(0, candidates)
+    main, fallback = _per_candidate(main_cost, k), _per_candidate(fallback_cost, k)
     if policy == "cascade":
         top = min(rescore, k)
         if budget_seconds is None:
             return ScoringPlan(policy, top, k)
-        covered = min(k, _fit(budget_seconds, fallback_cost))
-        left = budget_seconds - covered * (fallback_cost or 0.0)
-        return ScoringPlan(policy, min(top, covered, _fit(left, main_cost)), covered)
+        covered = fit_prefix(fallback, budget_seconds, fallback_overhead)
+        if not covered or main is None:
+            return ScoringPlan(policy, 0, covered)
+        left = budget_seconds - fallback_overhead - sum(fallback[:covered])
+        average = sum(main[:covered]) / covered  # which candidates the main model reads is known only later
+        return ScoringPlan(policy, min(top, fit_prefix([average] * covered, left, main_overhead)), covered)
     if budget_seconds is None:
         return ScoringPlan(policy, k, 0)
-    main = min(k, _fit(budget_seconds, main_cost))
-    if policy == "prefix" or main == k:
-        return ScoringPlan(policy, main, 0)
-    # fallback: the longest main prefix P with P x main_cost + (k - P) x fallback_cost <= budget.
-    main_cost, fallback_cost = main_cost or 0.0, fallback_cost or 0.0
-    if main_cost <= fallback_cost:  # a fallback no cheaper than the main model: it never helps
-        return ScoringPlan(policy, main, 0)
-    if k * fallback_cost > budget_seconds:
-        return ScoringPlan(policy, 0, min(k, _fit(budget_seconds, fallback_cost)))
-    prefix = min(k, _fit(budget_seconds - k * fallback_cost, main_cost - fallback_cost))
-    return ScoringPlan(policy, prefix, k - prefix)
+    prefix = fit_prefix(main, budget_seconds, main_overhead)
+    if policy == "prefix" or prefix == k or fallback is None or main is None:
+        return ScoringPlan(policy, prefix, 0)
+    if sum(main) <= sum(fallback):  # a fallback no cheaper than the main model never helps
+        return ScoringPlan(policy, prefix, 0)
+    # fallback: the longest main prefix P whose cost, plus the fallback's on the other k - P, fits.
+    tail = [0.0] * (k + 1)
+    for i in range(k - 1, -1, -1):
+        tail[i] = tail[i + 1] + fallback[i]
+    head = 0.0
+    best = None
+    for p in range(prefix + 1):
+        if p:
+            head += main[p - 1]
+        spent = (main_overhead + head if p else 0.0) + (fallback_overhead + tail[p] if p < k else 0.0)
+        if spent <= budget_seconds + _SLACK:
+            best = p
+    if best is None:  # even the fallback alone cannot cover them all: it scores the prefix that fits
+        return ScoringPlan(policy, 0, fit_prefix(fallback, budget_seconds, fallback_overhead))
+    return ScoringPlan(policy, best, k - best)

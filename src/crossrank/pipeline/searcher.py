@@ -4,18 +4,20 @@ Long documents are read window by window (``ranking.chunking``) with the best wi
 latency budget, ``pipeline.budget`` plans who scores what: the main model the best-first-stage prefix that
 fits, a cheaper ``fallback`` model the candidates the main model cannot reach, or a cascade (the fallback
 scores all, the main model rescores its top). Every hit says which model scored it. The budget counts
-scoring only. Each model's cost (seconds per candidate) is measured once per model, backend and device after
-a warm-up pass, both outside any budget, kept for the life of the process and refined by every call.
+scoring only. Each model's cost (a cost per call plus a cost per input token, every window of a long
+document counted; tokens are estimated from characters) is measured once per model, backend and device
+after a warm-up pass, both outside any budget, kept for the life of the process and refined by every call.
 """
 
 from __future__ import annotations
 
+import math
 import time
 import weakref
 from dataclasses import dataclass, field
 
 from crossrank.errors import InvalidInputError
-from crossrank.pipeline.budget import POLICIES, ScoringPlan, ThroughputEstimate, plan_scoring
+from crossrank.pipeline.budget import POLICIES, CostModel, ScoringPlan, fit_prefix, plan_scoring
 from crossrank.ranking.chunking import AGGREGATIONS, ChunkedScore, score_chunked
 from crossrank.ranking.results import sigmoid
 from crossrank.retrieval.index import CollectionIndex
@@ -53,16 +55,16 @@ class SearchResult:
 
 # Measured scoring cost per reranker (one model on one backend and device) and chunking setting, shared by
 # every Searcher of the process that uses that reranker, and gone with it.
-_COSTS: "weakref.WeakKeyDictionary[object, dict[tuple, ThroughputEstimate]]" = weakref.WeakKeyDictionary()
-PROBE_CANDIDATES = 16  # real candidates scored (after a warm-up pass) to measure the cost per candidate
+_COSTS: "weakref.WeakKeyDictionary[object, dict[tuple, CostModel]]" = weakref.WeakKeyDictionary()
+PROBE_CANDIDATES = (4, 16)  # real candidates scored in two timed calls (after a warm-up pass) to fit the cost
 
 
-def _shared_estimate(reranker, setting: tuple) -> ThroughputEstimate:
+def _shared_estimate(reranker, setting: tuple) -> CostModel:
     try:
         per_setting = _COSTS.setdefault(reranker, {})
     except TypeError:  # a reranker that cannot be weakly referenced: this Searcher's own estimate
-        return ThroughputEstimate()
-    return per_setting.setdefault(setting, ThroughputEstimate())
+        return CostModel()
+    return per_setting.setdefault(setting, CostModel())
 
 
 class Searcher:
@@ -93,9 +95,9 @@ class Searcher:
         self.reranker, self.fallback, self.policy, self.rescore = reranker, fallback, policy, rescore
         self.chunking, self.overlap, self.aggregation = chunking, overlap, aggregation
         self.throughput = _shared_estimate(reranker, (chunking, overlap)) if reranker is not None \
-            else ThroughputEstimate()
+            else CostModel()
         self.fallback_throughput = _shared_estimate(fallback, (chunking, overlap)) if fallback is not None \
-            else ThroughputEstimate()
+            else CostModel()
 
     # -- one query ----------------------------------------------------------------------------------------
     def search(self, query: str, k: int = 100, top_n: int = 10, budget_ms: float | None = None) -> SearchResult:
@@ -116,12 +118,15 @@ class Searcher:
                     measured |= self._measure_cost(self.fallback, self.fallback_throughput, query, hits)
                 if measured:
                     timings["cost_probe"] = 1000 * (time.perf_counter() - fetched)
-            plan = plan_scoring(len(hits), self.policy, None if budget_ms is None else budget_ms / 1000.0,
-                                self.throughput.seconds_per_pair, self.fallback_throughput.seconds_per_pair,
-                                self.rescore)
+            budget = None if budget_ms is None else budget_ms / 1000.0
+            main_costs = self._costs(self.reranker, self.throughput, query, hits) if budget is not None else None
+            fallback_costs = self._costs(self.fallback, self.fallback_throughput, query, hits) \
+                if budget is not None and self.policy != "prefix" else None
+            plan = plan_scoring(len(hits), self.policy, budget, main_costs, fallback_costs, self.rescore,
+                                self.throughput.overhead_seconds, self.fallback_throughput.overhead_seconds)
         rerank_start = time.perf_counter()
         if plan is not None:
-            self._carry_out(query, hits, plan)
+            self._carry_out(query, hits, plan, None if budget_ms is None else rerank_start + budget_ms / 1000.0)
         done = time.perf_counter()
         timings["rerank"] = 1000 * (done - rerank_start)
         timings["total"] = 1000 * (done - start)
@@ -129,37 +134,71 @@ class Searcher:
         fallback = sum(h.fallback_score is not None for h in hits)
         return SearchResult(query, _order(hits)[:top_n], main, len(hits), timings, fallback, plan)
 
-    def _carry_out(self, query: str, hits: list[SearchHit], plan: ScoringPlan) -> None:
+    def _carry_out(self, query: str, hits: list[SearchHit], plan: ScoringPlan, deadline: float | None) -> None:
         if plan.policy == "cascade":
             seen = hits[:plan.fallback]
             self._timed(self.fallback, self.fallback_throughput, query, seen, "fallback")
-            best = sorted(seen, key=lambda h: (-h.fallback_score, h.first_stage_rank))[:plan.main]
+            best = sorted(seen, key=lambda h: (-h.fallback_score, h.first_stage_rank))[:self.rescore]
+            if deadline is not None:  # now that the fallback has chosen them: the ones its real leftover time fits
+                costs = self._costs(self.reranker, self.throughput, query, best)
+                best = best[:fit_prefix(costs, deadline - time.perf_counter(), self.throughput.overhead_seconds)]
             self._timed(self.reranker, self.throughput, query, best, "main")
             return
         self._timed(self.reranker, self.throughput, query, hits[:plan.main], "main")
         self._timed(self.fallback, self.fallback_throughput, query, hits[plan.main:plan.main + plan.fallback],
                     "fallback")
 
-    def _timed(self, model, estimate: ThroughputEstimate, query: str, hits: list[SearchHit], role: str) -> None:
+    def _timed(self, model, cost: CostModel, query: str, hits: list[SearchHit], role: str) -> None:
         if not hits:
             return
         begin = time.perf_counter()
         scored = self._score(model, [query] * len(hits), hits)
-        estimate.update(len(hits), time.perf_counter() - begin)
+        cost.update(len(hits), round(sum(self._tokens(model, cost, query, hits))), time.perf_counter() - begin)
         for hit, result in zip(hits, scored):
             self._apply(model, hit, result, role)
 
-    def _measure_cost(self, model, estimate: ThroughputEstimate, query: str, hits: list[SearchHit]) -> bool:
-        """Seconds per candidate, measured on real candidates after a warm-up pass (the first pass is slow).
-        True when it measured (the first budgeted search of this model on this device)."""
-        if estimate.seconds_per_pair is not None or not hits:
+    def _measure_cost(self, model, cost: CostModel, query: str, hits: list[SearchHit]) -> bool:
+        """Fit the model's cost on real candidates after a warm-up pass (the first pass is slow): characters
+        per token from its tokenizer, then two timed calls of different sizes. True when it measured (the
+        first budgeted search of this model on this device)."""
+        if cost.measured or not hits:
             return False
-        probe = hits[:PROBE_CANDIDATES]
+        probe = hits[:max(PROBE_CANDIDATES)]
+        texts = [query] + [t for h in probe for t in (h.title, h.text) if t]
+        tokens = sum(len(e.ids) for e in model.tokenizer.backend.encode_batch(texts, add_special_tokens=False))
+        cost.chars_per_token = max(1.0, sum(map(len, texts)) / max(tokens, 1))
         self._score(model, [query] * len(probe), probe)  # warm-up: allocations, kernels, caches
-        begin = time.perf_counter()
-        self._score(model, [query] * len(probe), probe)
-        estimate.update(len(probe), time.perf_counter() - begin)
+        timed = []
+        for n in PROBE_CANDIDATES:
+            part = probe[:n]
+            begin = time.perf_counter()
+            self._score(model, [query] * len(part), part)
+            timed.append((len(part), sum(self._tokens(model, cost, query, part)), time.perf_counter() - begin))
+        cost.fit(timed[0], timed[-1])
         return True
+
+    def _window(self, tokenizer) -> tuple[int, int]:
+        """Document tokens per window and the overlap between windows (what ``_score`` reads with)."""
+        window = max(tokenizer.max_length - tokenizer.special_tokens - tokenizer.query_cap - TITLE_ALLOWANCE, 16)
+        return window, min(self.overlap, window // 2)
+
+    def _tokens(self, model, cost: CostModel, query: str, hits: list[SearchHit]) -> list[float]:
+        """Estimated input tokens of each candidate, every window counted (from characters: no tokenizing)."""
+        tokenizer, per = model.tokenizer, cost.chars_per_token
+        fixed = min(len(query) / per, tokenizer.query_cap) + tokenizer.special_tokens
+        window, overlap = self._window(tokenizer)
+        out = []
+        for hit in hits:
+            title, text = min(len(hit.title or "") / per, TITLE_ALLOWANCE), len(hit.text) / per
+            if not self.chunking:
+                out.append(min(fixed + title + text, tokenizer.max_length))
+                continue
+            windows = 1 if text <= window else 1 + math.ceil((text - window) / (window - overlap))
+            out.append(windows * (fixed + title) + text + (windows - 1) * overlap)
+        return out
+
+    def _costs(self, model, cost: CostModel, query: str, hits: list[SearchHit]) -> list[float] | None:
+        return cost.candidate_seconds(self._tokens(model, cost, query, hits))
 
     # -- many queries (batch mode): one globally batched rerank ------------------------------------------------
     def search_many(self, queries: dict[str, str], k: int = 100, top_n: int = 10) -> dict[str, list[SearchHit]]:

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -20,9 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from crossrank.engine.memory import release_freed_memory
 from crossrank.errors import InvalidInputError
 from crossrank.ranking.inputs import normalize_documents, validate_query
-from crossrank.ranking.results import rank_scores
+from crossrank.ranking.results import RerankResult, rank_scores
 from crossrank.server import errors
 from crossrank.server.batcher import InferenceWorker, JobTimings
+from crossrank.server.budget import BudgetedScorer, JobScores
 from crossrank.server.limits import RequestLimits
 from crossrank.server.metrics import ServerMetrics
 from crossrank.server.schemas import (CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRerankRequest,
@@ -41,6 +43,7 @@ class ServiceState:
         self.settings = settings
         self.metrics = ServerMetrics()
         self.ce = None
+        self.fallback = None  # the fallback model under a latency budget (serve --fallback-model)
         self.worker: InferenceWorker | None = None
         self.load_error: str | None = None
         self.model_name = "crossrank"
@@ -61,18 +64,32 @@ class ServiceState:
             self.worker.begin_shutdown(self.settings.shutdown_grace_s)
 
 
-def create_app(load_model: Callable[[], object], settings: ServerSettings) -> FastAPI:
+def create_app(load_model: Callable[[], object], settings: ServerSettings,
+               load_fallback: Callable[[], object] | None = None) -> FastAPI:
+    """``load_fallback``: the fallback model for ``settings.budget_ms`` (see ``server.budget``)."""
     state = ServiceState(settings)
 
     def load() -> None:
         try:
             ce = load_model()
             ce.warm_up()
+            budgeted = None
+            if load_fallback is not None:
+                fallback = load_fallback()
+                fallback.warm_up()
+                budgeted = BudgetedScorer(ce, fallback, settings.budget_ms, settings.policy, settings.rescore)
+                budgeted.measure()
+                state.fallback = fallback
+                logger.info(json.dumps({
+                    "event": "fallback_loaded", "model": str(fallback.model_dir), "policy": settings.policy,
+                    "budget_ms": settings.budget_ms,
+                    "main_us_per_token": round(1e6 * budgeted.main_cost.per_token, 2),
+                    "fallback_us_per_token": round(1e6 * budgeted.fallback_cost.per_token, 2)}))
             # The worker scores through the model front, so the server gives what Python and the CLI give.
             # After each pass, freed activation memory goes back to the OS: varied batch shapes would
             # otherwise ratchet the resident size up (crossrank.engine.memory says why).
             worker = InferenceWorker(ce, settings.queue_size, settings.max_wait_ms, settings.max_pairs_per_pass,
-                                     settings.retry_after_s, state.metrics.on_pass, release_freed_memory)
+                                     settings.retry_after_s, state.metrics.on_pass, release_freed_memory, budgeted)
             worker.start()
             state.ce, state.model_name = ce, ce.model_dir.name
             state.worker = worker
@@ -153,11 +170,24 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
             texts = await asyncio.to_thread(prepare, query, texts, max_tokens, refuse_long)
         state.metrics.queue_depth.set(state.worker.depth)
         try:
-            scores, timings = await state.worker.score([query] * len(texts), texts, settings.request_timeout_s)
+            scored, timings = await state.worker.score([query] * len(texts), texts, settings.request_timeout_s)
         except asyncio.TimeoutError:
             raise errors.Timeout(f"request not answered within {settings.request_timeout_s:g} s") from None
         request.state.timings = timings
-        return scores
+        request.state.fallback_scored = scored.fallback_scored
+        return scored
+
+    def ranked(scored: JobScores, texts: list[str], top_n: int | None) -> list[tuple[RerankResult, str | None]]:
+        """Best first, each with the model that scored it (None without a fallback). With a fallback, in
+        tiers: the main model's documents by its probability, then the fallback's by its own."""
+        if scored.scored_by is None:
+            return [(r, None) for r in rank_scores(scored.scores, texts, None, top_n, state.ce.probability)]
+        out = []
+        for role, model in (("main", state.ce), ("fallback", state.fallback)):
+            rows = [i for i, who in enumerate(scored.scored_by) if who == role]
+            part = rank_scores(scored.scores[rows], [texts[i] for i in rows], None, None, model.probability)
+            out += [(replace(r, index=rows[r.index]), role) for r in part]
+        return out[:top_n]
 
     @app.post("/v1/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True,
               responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Cohere v1 / Jina shape)")
@@ -171,11 +201,11 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
 
     async def _cohere(body: CohereRerankRequest, request: Request, version: str):
         texts = [d if isinstance(d, str) else d.text for d in body.documents]
-        scores = await rerank(request, body.query, texts, body.max_tokens_per_doc)
+        scored = await rerank(request, body.query, texts, body.max_tokens_per_doc)
         # Documents come back as sent, never as the cut text that was scored.
-        ranked = rank_scores(scores, texts, None, body.top_n, state.ce.probability)
-        results = [{"index": r.index, "relevance_score": r.probability,
-                    **({"document": {"text": r.text}} if body.return_documents else {})} for r in ranked]
+        results = [{"index": r.index, "relevance_score": r.probability, "scored_by": role,
+                    **({"document": {"text": r.text}} if body.return_documents else {})}
+                   for r, role in ranked(scored, texts, body.top_n)]
         return {"id": str(uuid.uuid4()), "results": results, "model": body.model or state.model_name,
                 "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}}}
 
@@ -184,10 +214,10 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings) -> Fa
     async def rerank_tei(body: TEIRerankRequest, request: Request):
         if body.truncation_direction.lower() == "left":  # accepted by the schema for TEI clients, not done here
             raise errors.ValidationFailed("truncation_direction 'left' is not supported: documents lose their end")
-        scores = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
-        return [{"index": r.index, "score": r.score if body.raw_scores else r.probability,
+        scored = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
+        return [{"index": r.index, "score": r.score if body.raw_scores else r.probability, "scored_by": role,
                  **({"text": r.text} if body.return_text else {})}
-                for r in rank_scores(scores, body.texts, probability=state.ce.probability)]
+                for r, role in ranked(scored, body.texts, None)]
 
     @app.get("/health", tags=["operations"], responses={503: {"model": ErrorBody}})
     async def health():
@@ -269,6 +299,9 @@ def _install_middleware(app: FastAPI, state: ServiceState) -> None:
             response.headers["x-queue-time"] = f"{timings.queue_ms:.2f}"
             response.headers["x-tokenization-time"] = f"{timings.tokenization_ms:.2f}"
             response.headers["x-inference-time"] = f"{timings.inference_ms:.2f}"
+        fallback_scored = getattr(request.state, "fallback_scored", 0)
+        if fallback_scored:
+            response.headers["x-fallback-scored"] = str(fallback_scored)
         endpoint = request.url.path if request.url.path in {"/v1/rerank", "/v2/rerank", "/rerank", "/health",
                                                             "/metrics"} else "other"
         state.metrics.requests.labels(endpoint, str(response.status_code)).inc()

@@ -7,6 +7,9 @@ worker takes the first waiting job, gathers whatever else arrives within ``max_w
 requests) and hands each job its own scores, in order. A failure fails only the jobs of that pass; the
 worker keeps serving.
 
+With a ``budgeted`` scorer (``serve --fallback-model --budget-ms``, see ``server.budget``) a pass scores
+with two models instead, and each job learns which model scored each of its documents.
+
 Shutdown: ``begin_shutdown(grace)`` refuses new jobs at once (503); work already accepted is finished
 until the grace period ends, and whatever is still queued or running then is refused cleanly (503 with
 Retry-After) between two batches, so the thread always ends and no request is left without an answer.
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from crossrank.server.budget import BudgetedScorer, JobScores
 from crossrank.server.errors import InferenceFailed, Overloaded, ShuttingDown
 
 logger = logging.getLogger("crossrank.server")
@@ -64,8 +68,9 @@ class _PastGrace(Exception):
 
 class InferenceWorker:
     def __init__(self, scorer, queue_size: int, max_wait_ms: float, max_pairs_per_pass: int, retry_after_s: int = 1,
-                 on_pass=None, after_pass=None):
+                 on_pass=None, after_pass=None, budgeted: BudgetedScorer | None = None):
         self.scorer = scorer  # the model front: score_with_stats(queries, documents, progress)
+        self.budgeted = budgeted
         self.after_pass = after_pass or (lambda: None)
         self._grace_deadline: float | None = None
         self._in_pass = False
@@ -112,7 +117,7 @@ class InferenceWorker:
     def depth(self) -> int:
         return self._queue.qsize()
 
-    async def score(self, queries: list[str], documents: list[str], timeout: float) -> tuple[np.ndarray, JobTimings]:
+    async def score(self, queries: list[str], documents: list[str], timeout: float) -> tuple[JobScores, JobTimings]:
         if self.shutting_down:
             raise self._shutdown_error()
         loop = asyncio.get_running_loop()
@@ -172,7 +177,14 @@ class InferenceWorker:
         queries = [q for j in live for q in j.queries]
         documents = [d for j in live for d in j.documents]
         try:
-            scores, stats = self.scorer.score_with_stats(queries, documents, progress=self._between_batches)
+            if self.budgeted is not None:  # the tightest request of the pass sets its time
+                left = min(self.budgeted.budget_s - (started - j.enqueued) for j in live)
+                results, stats = self.budgeted.score_jobs([(j.queries, j.documents) for j in live], left,
+                                                          progress=self._between_batches)
+            else:
+                scores, stats = self.scorer.score_with_stats(queries, documents, progress=self._between_batches)
+                bounds = np.cumsum([0] + [len(j.documents) for j in live])
+                results = [JobScores(scores[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
         except _PastGrace:
             for job in live:
                 self._resolve(job, exception=self._shutdown_error())
@@ -189,16 +201,13 @@ class InferenceWorker:
         seconds = time.perf_counter() - started
         self._last_pass_seconds = seconds
         self.on_pass(PassStats(len(live), len(documents), stats.truncated_pairs, seconds))
-        offset = 0
         total = max(1, len(documents))
-        for job in live:
-            n = len(job.documents)
-            share = n / total  # tokenization and forward time of the shared pass, split by pair count
+        for job, result in zip(live, results):
+            share = len(job.documents) / total  # tokenization and forward time of the shared pass, split by pairs
             timings = JobTimings(queue_ms=1000 * (started - job.enqueued),
                                  tokenization_ms=1000 * stats.tokenize_seconds * share,
                                  inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds) * share)
-            self._resolve(job, result=(scores[offset:offset + n], timings))
-            offset += n
+            self._resolve(job, result=(result, timings))
 
     def _between_batches(self, pairs_done: int) -> None:
         """The engine's progress callback: the one point where a pass can stop cleanly."""

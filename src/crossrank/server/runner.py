@@ -26,7 +26,8 @@ from crossrank.server.settings import ServerSettings
 _UVICORN_MARGIN_S = 5
 
 
-def serve(load_model: Callable[[], object], settings: ServerSettings, log_level: str = "info") -> None:
+def serve(load_model: Callable[[], object], settings: ServerSettings, log_level: str = "info",
+          load_fallback: Callable[[], object] | None = None) -> None:
     import uvicorn
 
     from crossrank.server.app import create_app
@@ -78,7 +79,7 @@ def serve(load_model: Callable[[], object], settings: ServerSettings, log_level:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    app = create_app(load_model, settings)
+    app = create_app(load_model, settings, load_fallback)
     protocol = type("Protocol", (GuardedH11Protocol,), {"header_timeout_s": settings.header_timeout_s})
     # h11's buffer cap bounds headers that are still arriving; RequestLimits answers 431 for complete ones.
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", http=protocol,

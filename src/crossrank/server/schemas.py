@@ -35,6 +35,7 @@ class CohereResult(BaseModel):
     index: int
     relevance_score: float
     document: dict[str, str] | None = None
+    scored_by: Literal["main", "fallback"] | None = None  # only from a server with a fallback model
 
 
 class CohereRerankResponse(BaseModel):
@@ -61,6 +62,7 @@ class TEIResult(BaseModel):
     index: int
     score: float
     text: str | None = None
+    scored_by: Literal["main", "fallback"] | None = None  # only from a server with a fallback model
 
 
 class ErrorBody(BaseModel):

@@ -15,7 +15,6 @@ from crossrank.retrieval.bm25 import BM25Settings
 from crossrank.retrieval.index import CollectionIndex, IndexSettings
 from crossrank.retrieval.store import StoredDocument
 
-from conftest import build_tiny_bert
 from test_cli import run_cli
 from texts import word_soup
 

@@ -52,7 +52,7 @@ class CostModel:
     def fit(self, small: tuple[int, int, float], large: tuple[int, int, float]) -> None:
         """Two probe calls, each (candidates, tokens, seconds): the per-token cost from their difference,
         the rest of the small call as the per-call overhead."""
-        (_, t1, s1), (n2, t2, s2) = small, large
+        (_, t1, s1), (_, t2, s2) = small, large
         slope = (s2 - s1) / (t2 - t1) if t2 > t1 else 0.0
         if slope <= 0 or s1 - slope * t1 < 0:  # noisy probes: no overhead, the large call's average
             self.per_token, self.overhead_seconds = s2 / max(t2, 1), 0.0

@@ -76,7 +76,7 @@ def test_auth_health_metrics_and_openapi(server):
     ("/v2/rerank", {"query": "q", "documents": [7]}, 422, "validation_error"),
     ("/v2/rerank", {"query": "q", "documents": ["a"], "top_k": 2}, 422, "validation_error"),
     ("/v2/rerank", {"query": "q", "documents": ["a"], "top_n": 0}, 422, "validation_error"),
-    ("/rerank", {"query": "q", "documents": ["a"]}, 422, "validation_error"),
+    ("/rerank", {"query": "q", "passages": ["a"]}, 422, "validation_error"),  # neither texts (TEI) nor documents (vLLM)
     ("/v2/rerank", [1, 2], 422, "validation_error"),
     ("/nowhere", {"query": "q"}, 404, "not_found"),
 ])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,9 +19,12 @@ from crossrank.model.loading import LoadedModel, load_model
 from crossrank.model.source import resolve_model_dir
 from crossrank.model.tokenization import PairTokenizer
 from crossrank.ranking.calibration import Calibration
+from crossrank.ranking.chunking import Chunking, chunk_documents
 from crossrank.ranking.ensemble import EnsembleConfig, EnsembleScorer
 from crossrank.ranking.inputs import normalize_documents, validate_query, validate_text, validate_top_k
 from crossrank.ranking.results import RerankResult, rank_scores, sigmoid
+
+logger = logging.getLogger("crossrank")
 
 # Padded tokens per batch. On CPU, ~2k-row matrices stay cache-resident and sorted small batches pad
 # little (benchmarks/throughput.py: 2048 beats 8192 by ~20%); a GPU wants far bigger batches.
@@ -155,13 +160,20 @@ class CrossEncoder:
         return _ACTIVATIONS[self.activation](scores) if apply_activation else scores
 
     def rerank(self, query: str, documents: Sequence[str | dict[str, Any]], top_k: int | None = None,
-               *, return_documents: bool = True) -> list[RerankResult]:
-        """Rank documents for one query, best first (ties keep input order), cut to ``top_k``."""
-        return self.rerank_many([query], [documents], top_k, return_documents=return_documents)[0]
+               *, return_documents: bool = True, chunking: Chunking | bool | None = None) -> list[RerankResult]:
+        """Rank documents for one query, best first (ties keep input order), cut to ``top_k``.
+
+        ``chunking=True`` (or a ``Chunking``): a document longer than the window is read in overlapping
+        windows (at most 10 by default) and scored by its best one; each result then carries ``evidence``
+        (that window's character span) and ``chunks``. Without it, long documents are truncated (logged).
+        """
+        return self.rerank_many([query], [documents], top_k, return_documents=return_documents,
+                                chunking=chunking)[0]
 
     def rerank_many(self, queries: Sequence[str], documents_per_query: Sequence[Sequence[str | dict[str, Any]]],
                     top_k: int | Sequence[int | None] | None = None, *, return_documents: bool = True,
-                    progress: Callable[[int], None] | None = None) -> list[list[RerankResult]]:
+                    progress: Callable[[int], None] | None = None,
+                    chunking: Chunking | bool | None = None) -> list[list[RerankResult]]:
         """Rerank several queries in one pass: pairs of all queries are batched together by length."""
         if len(queries) != len(documents_per_query):
             raise InvalidInputError(f"{len(queries)} queries but {len(documents_per_query)} document lists")
@@ -177,12 +189,27 @@ class CrossEncoder:
                 raise InvalidInputError(f"query {position}: {exc}" if len(queries) > 1 else str(exc)) from None
         flat_queries = [query for query, docs, _ in validated for _ in docs.texts]
         flat_docs = [text for _, docs, _ in validated for text in docs.texts]
-        scores = self._score(flat_queries, flat_docs, progress)
+        chunked = None
+        if chunking:
+            options = chunking if isinstance(chunking, Chunking) else Chunking()
+            chunked = chunk_documents(self.tokenizer, flat_queries, flat_docs, options)
+            if chunked.unread:
+                logger.warning("%d long documents have text beyond their first %d windows, which is not scored "
+                               "(raise max_chunks to read more)", chunked.unread, options.max_chunks)
+            per_document, _ = chunked.aggregate(self._score(chunked.queries, chunked.texts, progress),
+                                                options.aggregation)
+            scores = np.array([c.score for c in per_document], dtype=np.float32)
+        else:
+            scores = self._score(flat_queries, flat_docs, progress)
         results, start = [], 0
         for _, docs, k in validated:
             end = start + len(docs.texts)
             texts = docs.texts if return_documents else None
-            results.append(rank_scores(scores[start:end], texts, docs.ids, k, self.probability))
+            ranked = rank_scores(scores[start:end], texts, docs.ids, k, self.probability)
+            if chunked is not None:
+                ranked = [replace(r, evidence=per_document[start + r.index].evidence,
+                                  chunks=per_document[start + r.index].windows) for r in ranked]
+            results.append(ranked)
             start = end
         return results
 

@@ -98,12 +98,15 @@ def rerank(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad lines and go on instead of stopping."),
     return_documents: bool = typer.Option(False, "--return-documents", help="Include each document's text."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr: a bar on a terminal, a line every 5 s otherwise."),
+    chunking: bool = typer.Option(False, "--chunking", help="Read long documents in overlapping token windows and score each by its best one (each result gains evidence: [start, end) characters, and chunks)."),
+    max_chunks: int = typer.Option(10, "--max-chunks", min=1, help="With --chunking: windows read per document (the rest is not scored; a warning says so)."),
 ) -> None:
     """Rerank JSONL requests: {"query": ..., "documents": [text | {"id", "text"}], "top_k"?} per line."""
     from crossrank.cli.output import atomic_output
     from crossrank.cli.progress import pair_progress
     from crossrank.cli.rerank import open_source, run_rerank
     from crossrank.cross_encoder import CrossEncoder
+    from crossrank.ranking.chunking import Chunking
 
     def work() -> None:
         source = open_source(input)  # a missing input file fails before the model loads
@@ -111,7 +114,8 @@ def rerank(
                           batch_tokens=batch_tokens, query_max_tokens=query_max_tokens)
         with source, atomic_output(output) as sink, pair_progress(progress, "reranking") as advance:
             answered, skipped = run_rerank(ce, source, sink, top_k=top_k, skip_invalid=skip_invalid,
-                                           return_documents=return_documents, progress=advance)
+                                           return_documents=return_documents, progress=advance,
+                                           chunking=Chunking(max_chunks=max_chunks) if chunking else None)
         if skipped:
             typer.echo(f"crossrank rerank: answered {answered} requests, skipped {skipped} invalid lines", err=True)
 
@@ -359,6 +363,7 @@ def serve(
     target_ongoing_requests: float = typer.Option(32.0, "--target-ongoing-requests", min=1.0, help="Autoscaling target: in-flight requests per replica."),
     threads_per_worker: int = _threads_option(),
     gpus_per_worker: float = _gpus_option(),
+    max_chunks_per_doc: int = typer.Option(32, "--max-chunks-per-doc", envvar="CROSSRANK_MAX_CHUNKS_PER_DOC", min=1, help="Cap on a request's max_chunks_per_doc (Cohere's default 10 applies when a request sets none, within this cap; 1: long documents are cut, not chunked)."),
     fallback_model: Optional[str] = typer.Option(None, "--fallback-model", envvar="CROSSRANK_FALLBACK_MODEL", help="A cheaper cross-encoder for the documents the main model cannot score within --budget-ms (or, with --policy cascade, for every document)."),
     fallback_dtype: Optional[str] = typer.Option(None, "--fallback-dtype", envvar="CROSSRANK_FALLBACK_DTYPE", help="The fallback's dtype (default: --dtype), e.g. bfloat16 for a cheaper copy of the main model."),
     budget_ms: Optional[float] = typer.Option(None, "--budget-ms", envvar="CROSSRANK_BUDGET_MS", min=1, help="Scoring time per request, queueing included (needs --fallback-model): the main model scores what fits, the fallback the rest."),
@@ -394,7 +399,8 @@ def serve(
                                   header_timeout_s=header_timeout, body_timeout_s=body_timeout,
                                   queue_size=queue_size, max_wait_ms=max_wait_ms, request_timeout_s=request_timeout,
                                   shutdown_grace_s=shutdown_grace, docs=docs, public_metrics=public_metrics,
-                                  budget_ms=budget_ms, policy=policy, rescore=rescore)
+                                  budget_ms=budget_ms, policy=policy, rescore=rescore,
+                                  max_chunks_per_doc=max_chunks_per_doc)
         if ray or ray_address:
             from crossrank.distributed.scoring import ScorerSpec
             from crossrank.distributed.serving import ReplicaSettings, serve_on_ray

@@ -21,15 +21,16 @@ class InvalidRequestLine(InvalidInputError):
 
 
 def run_rerank(ce, source: BinaryIO, sink: TextIO, *, top_k: int | None, skip_invalid: bool,
-               return_documents: bool, progress) -> tuple[int, int]:
-    """Rerank every request in ``source``; return (requests answered, lines skipped)."""
+               return_documents: bool, progress, chunking=None) -> tuple[int, int]:
+    """Rerank every request in ``source``; return (requests answered, lines skipped). ``chunking``: a
+    ``Chunking`` (long documents by their best window; each result gains ``evidence`` and ``chunks``)."""
     answered = skipped = 0
     chunk: list[RerankRequest | InvalidLine] = []
     pairs = 0
     for item in read_requests(source, top_k):
         if isinstance(item, InvalidLine):
             if not skip_invalid:
-                answered += _flush(ce, chunk, sink, return_documents, progress)
+                answered += _flush(ce, chunk, sink, return_documents, progress, chunking)
                 raise InvalidRequestLine(f"line {item.line}: {item.error}")
             print(f"crossrank rerank: line {item.line}: {item.error} (skipped)", file=sys.stderr)
             skipped += 1
@@ -37,13 +38,13 @@ def run_rerank(ce, source: BinaryIO, sink: TextIO, *, top_k: int | None, skip_in
             pairs += len(item.documents.texts)
         chunk.append(item)
         if pairs >= CHUNK_PAIRS:
-            answered += _flush(ce, chunk, sink, return_documents, progress)
+            answered += _flush(ce, chunk, sink, return_documents, progress, chunking)
             chunk, pairs = [], 0
-    answered += _flush(ce, chunk, sink, return_documents, progress)
+    answered += _flush(ce, chunk, sink, return_documents, progress, chunking)
     return answered, skipped
 
 
-def _flush(ce, chunk: list, sink: TextIO, return_documents: bool, progress) -> int:
+def _flush(ce, chunk: list, sink: TextIO, return_documents: bool, progress, chunking=None) -> int:
     """Score the chunk's requests in one engine call and write one line per input line, in order."""
     requests = [item for item in chunk if isinstance(item, RerankRequest)]
     scored = [_cut(ce, r) for r in requests]  # max_tokens_per_doc: what is scored; results show the original
@@ -53,6 +54,7 @@ def _flush(ce, chunk: list, sink: TextIO, return_documents: bool, progress) -> i
         [r.top_k for r in requests],
         return_documents=False,
         progress=progress,
+        chunking=chunking,
     ) if requests else [])
     for item in chunk:
         if isinstance(item, InvalidLine):
@@ -63,6 +65,8 @@ def _flush(ce, chunk: list, sink: TextIO, return_documents: bool, progress) -> i
         for result in next(ranked):
             entry = {"index": result.index, "id": result.id, "score": result.score,
                      "probability": result.probability}
+            if result.evidence is not None:
+                entry["evidence"], entry["chunks"] = list(result.evidence), result.chunks
             if show_text:
                 entry["text"] = item.documents.texts[result.index]
             results.append(entry)

@@ -18,6 +18,8 @@ class RerankResult:
     probability: float
     id: str | None = None
     text: str | None = None
+    evidence: tuple[int, int] | None = None  # with chunking: [start, end) characters of the best window
+    chunks: int | None = None  # with chunking: how many windows of the document were read
 
 
 def sigmoid(score: float) -> float:

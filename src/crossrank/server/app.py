@@ -1,16 +1,17 @@
-"""The FastAPI application: routes, auth, limits, timing headers, metrics and the error handlers."""
+"""The FastAPI application: model loading, health and metrics, timing headers, and the error handlers.
+
+The scoring routes live in ``server.routes`` (one function per API shape), what they share in
+``server.service``, the request and response bodies in ``server.schemas``, the queue in ``server.batcher``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import threading
 import time
-import uuid
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from typing import Callable
 
 from fastapi import FastAPI, Request
@@ -19,49 +20,16 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crossrank.engine.memory import release_freed_memory
-from crossrank.errors import InvalidInputError
-from crossrank.ranking.inputs import normalize_documents, validate_query
-from crossrank.ranking.results import RerankResult, rank_scores
 from crossrank.server import errors
 from crossrank.server.batcher import InferenceWorker, JobTimings
-from crossrank.server.budget import BudgetedScorer, JobScores
+from crossrank.server.budget import BudgetedScorer
 from crossrank.server.limits import RequestLimits
-from crossrank.server.metrics import ServerMetrics
-from crossrank.server.schemas import (CohereRerankRequest, CohereRerankResponse, ErrorBody, TEIRerankRequest,
-                                      TEIResult)
+from crossrank.server.routes import SCORING_PATHS, install_routes
+from crossrank.server.schemas import ErrorBody
+from crossrank.server.service import ServiceState
 from crossrank.server.settings import ServerSettings
 
 logger = logging.getLogger("crossrank.server")
-
-_ERROR_RESPONSES = {code: {"model": ErrorBody} for code in (400, 401, 408, 413, 422, 429, 431, 500, 503, 504)}
-
-
-class ServiceState:
-    """The model and worker, filled in once loading has finished (until then /health answers 503)."""
-
-    def __init__(self, settings: ServerSettings):
-        self.settings = settings
-        self.metrics = ServerMetrics()
-        self.ce = None
-        self.fallback = None  # the fallback model under a latency budget (serve --fallback-model)
-        self.worker: InferenceWorker | None = None
-        self.load_error: str | None = None
-        self.model_name = "crossrank"
-        self.shutting_down = False
-
-    @property
-    def ready(self) -> bool:
-        return self.worker is not None
-
-    def drained(self) -> bool:
-        """True once no accepted request is waiting for the model (or the grace period has refused them)."""
-        return self.worker is None or self.worker.idle
-
-    def begin_shutdown(self) -> None:
-        """From now on /health says 503 and new requests are refused; accepted work gets the grace period."""
-        self.shutting_down = True
-        if self.worker is not None:
-            self.worker.begin_shutdown(self.settings.shutdown_grace_s)
 
 
 def create_app(load_model: Callable[[], object], settings: ServerSettings,
@@ -121,103 +89,7 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings,
     _install_error_handlers(app)
     _install_middleware(app, state)
 
-    def authorize(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        # Compare bytes: HTTP headers arrive as bytes (Starlette decodes them as Latin-1), so a key with
-        # non-ASCII characters matches when the client sends it in UTF-8, as clients do.
-        header = request.headers.get("authorization", "").encode("latin-1")
-        scheme, _, token = header.partition(b" ")
-        if scheme.lower() != b"bearer" or not hmac.compare_digest(token, settings.api_key.encode("utf-8")):
-            raise errors.Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
-
-    def validate(query: str, texts: list[str]) -> None:
-        """Every check of a request's content, before it may reach the queue (422 or 413)."""
-        try:
-            validate_query(query)
-            normalize_documents(texts)  # non-empty, valid Unicode (a lone surrogate is a 422, not a 500)
-        except InvalidInputError as exc:
-            raise errors.ValidationFailed(str(exc)) from None
-        if len(texts) > settings.max_documents:
-            raise errors.PayloadTooLarge(f"{len(texts)} documents exceed the limit of {settings.max_documents}")
-        for i, text in enumerate(texts):
-            if len(text) > settings.max_document_chars:
-                raise errors.PayloadTooLarge(f"document {i} has {len(text)} characters; the limit is "
-                                             f"{settings.max_document_chars}")
-
-    def prepare(query: str, texts: list[str], max_tokens: int | None, refuse_long: bool) -> list[str]:
-        """CPU work on the request's texts (run off the event loop): cut to max_tokens, check length."""
-        if max_tokens is not None:
-            texts = [state.ce.tokenizer.cut_document(t, max_tokens) for t in texts]
-        if refuse_long:
-            lengths = state.ce.tokenizer([query] * len(texts), texts)
-            if lengths.truncated_pairs:
-                raise errors.PayloadTooLarge(f"{lengths.truncated_pairs} inputs exceed {state.ce.max_length} tokens "
-                                             "and truncate is false")
-        return texts
-
-    async def rerank(request: Request, query: str, texts: list[str], max_tokens: int | None = None,
-                     refuse_long: bool = False):
-        """Scores of the (possibly cut) texts, in input order."""
-        authorize(request)
-        if state.shutting_down:
-            raise errors.ShuttingDown("the server is shutting down; retry shortly",
-                                      headers={"Retry-After": str(settings.retry_after_s)})
-        if not state.ready:
-            raise errors.NotReady(state.load_error or "the model is still loading")
-        validate(query, texts)
-        if max_tokens is not None or refuse_long:
-            texts = await asyncio.to_thread(prepare, query, texts, max_tokens, refuse_long)
-        state.metrics.queue_depth.set(state.worker.depth)
-        try:
-            scored, timings = await state.worker.score([query] * len(texts), texts, settings.request_timeout_s)
-        except asyncio.TimeoutError:
-            raise errors.Timeout(f"request not answered within {settings.request_timeout_s:g} s") from None
-        request.state.timings = timings
-        request.state.fallback_scored = scored.fallback_scored
-        return scored
-
-    def ranked(scored: JobScores, texts: list[str], top_n: int | None) -> list[tuple[RerankResult, str | None]]:
-        """Best first, each with the model that scored it (None without a fallback). With a fallback, in
-        tiers: the main model's documents by its probability, then the fallback's by its own."""
-        if scored.scored_by is None:
-            return [(r, None) for r in rank_scores(scored.scores, texts, None, top_n, state.ce.probability)]
-        out = []
-        for role, model in (("main", state.ce), ("fallback", state.fallback)):
-            rows = [i for i, who in enumerate(scored.scored_by) if who == role]
-            part = rank_scores(scored.scores[rows], [texts[i] for i in rows], None, None, model.probability)
-            out += [(replace(r, index=rows[r.index]), role) for r in part]
-        return out[:top_n]
-
-    @app.post("/v1/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True,
-              responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Cohere v1 / Jina shape)")
-    async def rerank_v1(body: CohereRerankRequest, request: Request):
-        return await _cohere(body, request, "1")
-
-    @app.post("/v2/rerank", response_model=CohereRerankResponse, response_model_exclude_none=True,
-              responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Cohere v2 shape)")
-    async def rerank_v2(body: CohereRerankRequest, request: Request):
-        return await _cohere(body, request, "2")
-
-    async def _cohere(body: CohereRerankRequest, request: Request, version: str):
-        texts = [d if isinstance(d, str) else d.text for d in body.documents]
-        scored = await rerank(request, body.query, texts, body.max_tokens_per_doc)
-        # Documents come back as sent, never as the cut text that was scored.
-        results = [{"index": r.index, "relevance_score": r.probability, "scored_by": role,
-                    **({"document": {"text": r.text}} if body.return_documents else {})}
-                   for r, role in ranked(scored, texts, body.top_n)]
-        return {"id": str(uuid.uuid4()), "results": results, "model": body.model or state.model_name,
-                "meta": {"api_version": {"version": version}, "billed_units": {"search_units": 1}}}
-
-    @app.post("/rerank", response_model=list[TEIResult], response_model_exclude_none=True,
-              responses=_ERROR_RESPONSES, tags=["rerank"], summary="Rerank (Hugging Face TEI shape)")
-    async def rerank_tei(body: TEIRerankRequest, request: Request):
-        if body.truncation_direction.lower() == "left":  # accepted by the schema for TEI clients, not done here
-            raise errors.ValidationFailed("truncation_direction 'left' is not supported: documents lose their end")
-        scored = await rerank(request, body.query, body.texts, refuse_long=body.truncate is False)
-        return [{"index": r.index, "score": r.score if body.raw_scores else r.probability, "scored_by": role,
-                 **({"text": r.text} if body.return_text else {})}
-                for r, role in ranked(scored, body.texts, None)]
+    install_routes(app, state)
 
     @app.get("/health", tags=["operations"], responses={503: {"model": ErrorBody}})
     async def health():
@@ -232,7 +104,7 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings,
     @app.get("/metrics", tags=["operations"], response_class=Response)
     async def metrics(request: Request):
         if not settings.public_metrics:  # a Prometheus scraper often has no key: --public-metrics
-            authorize(request)
+            state.authorize(request)
         if state.worker is not None:
             state.metrics.queue_depth.set(state.worker.depth)
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
@@ -260,7 +132,8 @@ def _install_error_handlers(app: FastAPI) -> None:
         if any(p.get("type") == "json_invalid" for p in problems):
             return render(errors.BadRequest("request body is not valid JSON"))
         first = problems[0] if problems else {}
-        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body") or "body"
+        # Drop the body and the shape tags of /rerank's union (tei, vllm) from the field's path.
+        where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("body", "tei", "vllm")) or "body"
         return render(errors.ValidationFailed(f"{where}: {first.get('msg', 'invalid value')}"))
 
     @app.exception_handler(StarletteHTTPException)
@@ -302,8 +175,7 @@ def _install_middleware(app: FastAPI, state: ServiceState) -> None:
         fallback_scored = getattr(request.state, "fallback_scored", 0)
         if fallback_scored:
             response.headers["x-fallback-scored"] = str(fallback_scored)
-        endpoint = request.url.path if request.url.path in {"/v1/rerank", "/v2/rerank", "/rerank", "/health",
-                                                            "/metrics"} else "other"
+        endpoint = request.url.path if request.url.path in {*SCORING_PATHS, "/health", "/metrics"} else "other"
         state.metrics.requests.labels(endpoint, str(response.status_code)).inc()
         state.metrics.latency.labels(endpoint).observe(total)
         logger.info(json.dumps({"event": "request", "method": request.method, "path": request.url.path,

@@ -40,6 +40,7 @@ class JobTimings:
     queue_ms: float = 0.0
     tokenization_ms: float = 0.0
     inference_ms: float = 0.0
+    tokens: int = 0  # the job's share of the pass's real (unpadded) tokens
 
 
 @dataclass
@@ -206,7 +207,8 @@ class InferenceWorker:
             share = len(job.documents) / total  # tokenization and forward time of the shared pass, split by pairs
             timings = JobTimings(queue_ms=1000 * (started - job.enqueued),
                                  tokenization_ms=1000 * stats.tokenize_seconds * share,
-                                 inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds) * share)
+                                 inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds) * share,
+                                 tokens=round(stats.real_tokens * share))
             self._resolve(job, result=(result, timings))
 
     def _between_batches(self, pairs_done: int) -> None:

@@ -24,6 +24,7 @@ class ServerSettings:
     shutdown_grace_s: float = 20.0  # after SIGTERM: finish accepted work this long, then refuse the rest (503)
     docs: bool = False  # /docs and /redoc (their scripts come from a CDN, so they need internet)
     public_metrics: bool = False  # /metrics without the API key (for a Prometheus scraper)
+    max_chunks_per_doc: int = 32  # cap on a request's max_chunks_per_doc (default 10; 1: long documents are cut)
     budget_ms: float | None = None  # with a fallback model: scoring time per request, queueing included
     policy: str = "fallback"  # fallback or cascade (server.budget)
     rescore: int = 20  # cascade: documents of each request the main model rescores

@@ -132,6 +132,7 @@ def main() -> None:
             costs = {"main_us_per_token": 1e6 * main_cost.per_token, "main_overhead_ms": 1e3 * main_cost.overhead_seconds,
                      "fallback_us_per_token": 1e6 * fallback_cost.per_token,
                      "fallback_overhead_ms": 1e3 * fallback_cost.overhead_seconds,
+                     "main_margin": main_cost.margin, "fallback_margin": fallback_cost.margin,
                      "chars_per_token": main_cost.chars_per_token}
             results["datasets"][dataset] = {"queries": len(queries), "costs": costs, "rows": rows}
     write(results, args.out)
@@ -151,7 +152,8 @@ def write(results: dict, out: Path) -> None:
                   f"Measured cost (after the last query): main {costs['main_us_per_token']:.1f} us per token + "
                   f"{costs['main_overhead_ms']:.1f} ms per call, fallback {costs['fallback_us_per_token']:.1f} us per "
                   f"token + {costs['fallback_overhead_ms']:.1f} ms per call; {costs['chars_per_token']:.2f} characters "
-                  "per token.", "",
+                  f"per token; plans multiply these by the measured tail margin (main {costs['main_margin']:.2f}, "
+                  f"fallback {costs['fallback_margin']:.2f}: the 90th percentile of actual / predicted time).", "",
                   "| system | budget | nDCG@10 | rerank p50 / p95 / max (ms) | p95 / budget | total p95 (ms) "
                   "| scored by main / fallback |",
                   "|---|---|---|---|---|---|---|"]

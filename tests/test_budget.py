@@ -84,6 +84,14 @@ def test_cost_model_fits_overhead_and_per_token_cost_then_refines_it():
     noisy = CostModel()
     noisy.fit((4, 400, 0.03), (16, 1600, 0.02))  # the larger call was faster: no slope, its plain average
     assert noisy.per_token == pytest.approx(0.02 / 1600) and noisy.overhead_seconds == 0.0
+    # Calls that take longer than predicted widen the plans' margin (the 90th percentile of actual/predicted).
+    tail = CostModel(per_token=1e-5)
+    for _ in range(CostModel.MARGIN_MIN_CALLS - 1):
+        tail.update(1, 1000, 0.015)
+    assert tail.margin == 1.0  # too few calls seen
+    tail.update(1, 1000, 0.015)
+    assert 1.0 < tail.margin <= 1.5 and tail.candidate_seconds([1000])[0] == pytest.approx(tail.margin * tail.per_token * 1000)
+    assert tail.planned_overhead == tail.margin * tail.overhead_seconds
     uniform = CostModel.uniform(0.1)
     assert uniform.candidate_seconds([5, 500]) == [0.1, 0.1]
     uniform.update(10, 999, 2.0)

@@ -62,6 +62,20 @@ def test_match_reads_the_shortlist_and_answers_only_above_the_threshold(faq, tin
     assert top.score == pytest.approx(float(tiny_ce.score([(QUESTIONS["u1"], faq[top.id].title)])[0]), abs=1e-4)
 
 
+def test_fused_ranking_combines_both_models_ranks(faq, tiny_ce, bi):
+    plain = FaqMatcher(faq, tiny_ce, bi, shortlist=8).match(QUESTIONS, threshold=0.0, top_k=8)
+    fused = FaqMatcher(faq, tiny_ce, bi, shortlist=8, rank_by="fused").match(QUESTIONS, threshold=0.0, top_k=8)
+    for p, f in zip(plain, fused):
+        assert {c.id for c in p.candidates} == {c.id for c in f.candidates}  # the same shortlist and scores
+        ce_rank = {c.id: r for r, c in enumerate(p.candidates)}
+        bi_rank = {c.id: r for r, c in enumerate(sorted(p.candidates, key=lambda c: -c.cosine))}
+        values = [1 / (60 + ce_rank[c.id]) + 1 / (60 + bi_rank[c.id]) for c in f.candidates]
+        assert values == sorted(values, reverse=True)
+        assert f.match == f.candidates[0]
+    with pytest.raises(InvalidInputError, match="unknown FAQ ranking"):
+        FaqMatcher(faq, tiny_ce, bi, rank_by="votes")
+
+
 def test_match_refuses_bad_input(faq, tiny_ce, bi):
     with pytest.raises(InvalidInputError, match="FAQ is empty"):
         FaqMatcher({}, tiny_ce, bi)

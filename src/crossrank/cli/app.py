@@ -665,6 +665,7 @@ def match(
     top_k: int = typer.Option(5, "--top-k", min=1, help="Candidates listed per question."),
     shortlist: int = typer.Option(20, "--shortlist", min=1, help="FAQ entries the bi-encoder passes to the cross-encoder."),
     read: str = typer.Option("entry", "--read", help="What the cross-encoder reads of an entry: entry (question + answer) or question."),
+    rank_by: str = typer.Option("cross-encoder", "--rank-by", help="Order of the shortlist: cross-encoder, or fused (reciprocal-rank fusion with the bi-encoder)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr."),
@@ -679,7 +680,7 @@ def match(
         if read not in READS:
             raise InvalidInputError(f"unknown --read {read!r}: use one of {', '.join(READS)}")
         summary = match_command(lambda: CrossEncoder(model, device=device), faq, queries, output, threshold, top_k,
-                                shortlist, read, progress)
+                                shortlist, read, progress, rank_by)
         typer.echo(json.dumps(summary))
 
     _run(work)

@@ -51,7 +51,7 @@ def _write_jsonl(rows, path: Path) -> None:
 
 
 def match_command(load_model, faq: Path, queries: Path, output: Path, threshold: float, top_k: int, shortlist: int,
-                  read: str, show_progress: bool) -> dict:
+                  read: str, show_progress: bool, rank_by: str = "cross-encoder") -> dict:
     from dataclasses import asdict
 
     from crossrank.cli.progress import pair_progress
@@ -61,7 +61,7 @@ def match_command(load_model, faq: Path, queries: Path, output: Path, threshold:
     entries = read_corpus(faq)
     check_faq(entries)
     questions = read_queries(queries)
-    matcher = FaqMatcher(entries, load_model(), shortlist=shortlist, read=read)  # inputs checked first
+    matcher = FaqMatcher(entries, load_model(), shortlist=shortlist, read=read, rank_by=rank_by)  # inputs checked first
     with pair_progress(show_progress, "matching", len(questions) * matcher.shortlist) as advance:
         results = matcher.match(questions, threshold, top_k, progress=advance)
     _write_jsonl(({"query_id": r.query_id, "match": asdict(r.match) if r.match else None,

@@ -17,8 +17,11 @@ score), then unscored hits in first-stage order. Scores of two models are never 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
+
+import numpy as np
 
 from crossrank.errors import InvalidInputError
 
@@ -33,12 +36,20 @@ class CostModel:
     Measured once (``fit``: two probe calls of different sizes give the overhead and the per-token cost),
     then refined by every scoring call (``update``: an exponential moving average of the per-token cost).
     ``chars_per_token`` turns text lengths into token estimates without tokenizing every candidate first.
+
+    An average cost overruns the budget about half the time. So every call also records how long it took
+    against what the model predicted, and plans use ``margin``: the 90th percentile of that ratio over the
+    last ``MARGIN_WINDOW`` calls (1 until ``MARGIN_MIN_CALLS`` are seen; between 1 and 2), which makes the
+    budget hold at the tail rather than on average.
     """
+
+    MARGIN_WINDOW, MARGIN_MIN_CALLS, MARGIN_QUANTILE = 64, 8, 90
 
     def __init__(self, per_token: float | None = None, overhead_seconds: float = 0.0, per_candidate: float = 0.0,
                  chars_per_token: float = 4.0, smoothing: float = 0.3):
         self.per_token, self.overhead_seconds, self.per_candidate = per_token, overhead_seconds, per_candidate
         self.chars_per_token, self.smoothing = chars_per_token, smoothing
+        self.ratios: deque[float] = deque(maxlen=self.MARGIN_WINDOW)  # actual / predicted seconds per call
 
     @classmethod
     def uniform(cls, seconds_per_candidate: float) -> "CostModel":
@@ -60,9 +71,20 @@ class CostModel:
             self.per_token, self.overhead_seconds = slope, s1 - slope * t1
         self.per_candidate = 0.0
 
+    @property
+    def margin(self) -> float:
+        """The factor plans multiply predicted costs by (see the class)."""
+        if len(self.ratios) < self.MARGIN_MIN_CALLS:
+            return 1.0
+        return float(min(2.0, max(1.0, np.percentile(self.ratios, self.MARGIN_QUANTILE))))
+
     def update(self, candidates: int, tokens: int, seconds: float) -> None:
         if candidates <= 0 or tokens <= 0:
             return
+        if self.per_token is not None:
+            predicted = self.overhead_seconds + self.per_candidate * candidates + self.per_token * tokens
+            if predicted > 0:
+                self.ratios.append(seconds / predicted)
         if self.per_token is None:
             self.per_token = max(0.0, seconds - self.overhead_seconds) / tokens
             return
@@ -74,10 +96,17 @@ class CostModel:
         self.per_token += self.smoothing * (observed - self.per_token)
 
     def candidate_seconds(self, tokens: Sequence[float]) -> list[float] | None:
-        """Each candidate's cost (without the call's overhead); None before anything was measured."""
+        """Each candidate's planned cost (without the call's overhead; ``margin`` included); None before
+        anything was measured."""
         if self.per_token is None:
             return None
-        return [self.per_candidate + self.per_token * t for t in tokens]
+        margin = self.margin
+        return [margin * (self.per_candidate + self.per_token * t) for t in tokens]
+
+    @property
+    def planned_overhead(self) -> float:
+        """The per-call overhead a plan counts (``margin`` included)."""
+        return self.margin * self.overhead_seconds
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,11 @@ A support bot must not answer when nothing fits. The bi-encoder shortlists the F
 are nearest to the user question (a small FAQ is read whole), the cross-encoder reads the user question
 against each shortlisted entry (its question and answer, or only its question), and the best entry is the
 match only when its calibrated probability reaches the threshold; otherwise the match is ``None``.
+
+``rank_by="fused"`` orders the shortlist by reciprocal-rank fusion (k = 60) of the bi-encoder's and the
+cross-encoder's ranks instead of the cross-encoder's alone: their errors differ, and a fixed fusion needs no
+weight fitted to anyone's FAQ. The threshold still applies to the cross-encoder's probability of the entry
+ranked first.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from crossrank.data.formats import Document
 from crossrank.errors import InvalidInputError
 
 READS = ("entry", "question")  # what the cross-encoder reads of an FAQ entry: question + answer, or question
+RANKINGS = ("cross-encoder", "fused")
+RRF_K = 60
 
 
 @dataclass(frozen=True)
@@ -48,10 +55,14 @@ def check_faq(entries: dict[str, Document]) -> None:
 class FaqMatcher:
     """``match(questions)`` -> one ``MatchResult`` per question. Embeds the FAQ questions once."""
 
-    def __init__(self, faq: dict[str, Document], model, bi_encoder=None, shortlist: int = 20, read: str = "entry"):
+    def __init__(self, faq: dict[str, Document], model, bi_encoder=None, shortlist: int = 20, read: str = "entry",
+                 rank_by: str = "cross-encoder"):
         check_faq(faq)
         if read not in READS:
             raise InvalidInputError(f"unknown FAQ reading {read!r}: use one of {', '.join(READS)}")
+        if rank_by not in RANKINGS:
+            raise InvalidInputError(f"unknown FAQ ranking {rank_by!r}: use one of {', '.join(RANKINGS)}")
+        self.rank_by = rank_by
         if shortlist < 1:
             raise InvalidInputError(f"the shortlist must hold at least one entry, got {shortlist}")
         if bi_encoder is None:
@@ -86,12 +97,22 @@ class FaqMatcher:
                                     float(scores[start + n]), float(cosines[i, j])) for n, j in enumerate(rows)]
             start += len(rows)
             found.sort(key=lambda c: (-c.score, -c.cosine))
+            if self.rank_by == "fused":
+                found = fuse_ranks(found)
             best = found[0] if found and found[0].probability >= threshold else None
             results.append(MatchResult(qid, best, found[:top_k]))
         return results
 
     def _text(self, entry: Document) -> str:
         return _question(entry) if self.read == "question" else entry.full_text
+
+
+def fuse_ranks(candidates: list[MatchCandidate]) -> list[MatchCandidate]:
+    """Candidates in the cross-encoder's order, re-ordered by reciprocal-rank fusion (k = 60) with the
+    bi-encoder's order (by cosine); ties keep the cross-encoder's order."""
+    by_cosine = {c.id: rank for rank, c in enumerate(sorted(candidates, key=lambda c: -c.cosine))}
+    fused = {c.id: 1 / (RRF_K + rank) + 1 / (RRF_K + by_cosine[c.id]) for rank, c in enumerate(candidates)}
+    return sorted(candidates, key=lambda c: -fused[c.id])
 
 
 def _question(entry: Document) -> str:

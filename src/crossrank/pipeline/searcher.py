@@ -123,7 +123,7 @@ class Searcher:
             fallback_costs = self._costs(self.fallback, self.fallback_throughput, query, hits) \
                 if budget is not None and self.policy != "prefix" else None
             plan = plan_scoring(len(hits), self.policy, budget, main_costs, fallback_costs, self.rescore,
-                                self.throughput.overhead_seconds, self.fallback_throughput.overhead_seconds)
+                                self.throughput.planned_overhead, self.fallback_throughput.planned_overhead)
         rerank_start = time.perf_counter()
         if plan is not None:
             self._carry_out(query, hits, plan, None if budget_ms is None else rerank_start + budget_ms / 1000.0)
@@ -141,7 +141,7 @@ class Searcher:
             best = sorted(seen, key=lambda h: (-h.fallback_score, h.first_stage_rank))[:self.rescore]
             if deadline is not None:  # now that the fallback has chosen them: the ones its real leftover time fits
                 costs = self._costs(self.reranker, self.throughput, query, best)
-                best = best[:fit_prefix(costs, deadline - time.perf_counter(), self.throughput.overhead_seconds)]
+                best = best[:fit_prefix(costs, deadline - time.perf_counter(), self.throughput.planned_overhead)]
             self._timed(self.reranker, self.throughput, query, best, "main")
             return
         self._timed(self.reranker, self.throughput, query, hits[:plan.main], "main")

@@ -77,6 +77,7 @@ class InferenceWorker:
         self._in_pass = False
         self.max_wait = max_wait_ms / 1000.0
         self._last_pass_seconds = 0.0
+        self._last_pass_requests = 0
         self.max_pairs = max_pairs_per_pass
         self.retry_after_s = retry_after_s
         self.on_pass = on_pass or (lambda stats: None)
@@ -144,7 +145,10 @@ class InferenceWorker:
             self._in_pass = True
             jobs = [first]
             pairs = len(first.documents)
-            window = max(self.max_wait, min(ADAPTIVE_CAP_S, ADAPTIVE_SHARE * self._last_pass_seconds))
+            # No wait when the last pass served a lone request and nothing is queued: a lone client (concurrency
+            # 1) sends its next request only after this answer, so any wait would be pure latency.
+            window = max(self.max_wait, min(ADAPTIVE_CAP_S, ADAPTIVE_SHARE * self._last_pass_seconds)) \
+                if self._last_pass_requests != 1 or not self._queue.empty() else 0.0
             deadline = time.perf_counter() + window
             while pairs < self.max_pairs:
                 remaining = deadline - time.perf_counter()
@@ -200,7 +204,7 @@ class InferenceWorker:
             self._resolve(live[0], exception=InferenceFailed(f"inference failed: {type(exc).__name__}: {exc}"))
             return
         seconds = time.perf_counter() - started
-        self._last_pass_seconds = seconds
+        self._last_pass_seconds, self._last_pass_requests = seconds, len(live)
         self.on_pass(PassStats(len(live), len(documents), stats.truncated_pairs, seconds))
         total = max(1, len(documents))
         for job, result in zip(live, results):

@@ -87,7 +87,7 @@ class BudgetedScorer:
         main_costs = [self.main_cost.candidate_seconds(t) for t in main_tokens]
         fallback_costs = [self.fallback_cost.candidate_seconds(t) for t in fallback_tokens]
         # Both calls' overheads come off the top; the rest is shared in proportion to each request's size.
-        spare = seconds_left - self.main_cost.overhead_seconds - self.fallback_cost.overhead_seconds
+        spare = seconds_left - self.main_cost.planned_overhead - self.fallback_cost.planned_overhead
         weights = [sum(c) for c in main_costs]
         total = sum(weights) or 1.0
         shares = [math.inf if math.isinf(spare) else max(0.0, spare) * w / total for w in weights]
@@ -109,7 +109,7 @@ class BudgetedScorer:
             everything = [list(range(len(d))) for _, d in jobs]
             self._run(self.fallback, self.fallback_cost, jobs, everything, fallback_tokens, scores, roles,
                       "fallback", stats, progress)
-            left = max(0.0, seconds_left - (time.perf_counter() - started) - self.main_cost.overhead_seconds)
+            left = max(0.0, seconds_left - (time.perf_counter() - started) - self.main_cost.planned_overhead)
             main_parts = []
             for job_scores, share_weight, mc in zip(scores, weights, main_costs):
                 best = [int(i) for i in np.argsort(-job_scores, kind="stable")[:self.rescore]]

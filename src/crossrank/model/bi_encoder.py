@@ -17,6 +17,10 @@ from crossrank.model.source import resolve_model_dir
 
 # Texts per encode call when encoding in parts: whole batches, so the parts batch as one call would.
 _PART_BATCHES = 2
+# Padded tokens per forward pass. sentence-transformers batches by count and pads each batch to its
+# longest text: 50 passages of 90 tokens on average (189 at most) in one batch of 64 took 2.1 s on a 2-core
+# CPU, in length-sorted batches of at most 1,024 padded tokens 0.83 s (the same vectors to 1e-7).
+DEFAULT_BATCH_TOKENS = {"cpu": 1024, "cuda": 65536, "mps": 16384}
 
 
 class BiEncoder:
@@ -38,7 +42,8 @@ class BiEncoder:
         except Exception as exc:  # noqa: BLE001 - sentence-transformers raises many types
             raise ModelLoadError(f"cannot load the bi-encoder in {folder}: {type(exc).__name__}: {exc}") from exc
         self.model_dir = folder
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # the most texts per forward pass
+        self.batch_tokens = DEFAULT_BATCH_TOKENS.get(str(self.model.device).split(":")[0], 1024)
         self.name = "bi-encoder all-MiniLM-L6-v2" if model is None else f"bi-encoder {folder.name}"
 
     @property
@@ -75,6 +80,23 @@ class BiEncoder:
         return vectors
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        vectors = self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
-        return vectors.astype(np.float32, copy=False)
+        """Length-sorted batches of at most ``batch_tokens`` padded tokens (and ``batch_size`` texts)."""
+        cap = getattr(self.model, "max_seq_length", None) or 512
+        lengths = [len(ids) for ids in self.model.tokenizer(texts, truncation=True, max_length=cap)["input_ids"]]
+        order = np.argsort(lengths, kind="stable")
+        vectors = np.empty((len(texts), self.dimension), dtype=np.float32)
+        batch: list[int] = []
+
+        def flush() -> None:
+            if batch:
+                vectors[batch] = self.model.encode([texts[i] for i in batch], batch_size=len(batch),
+                                                   normalize_embeddings=True, convert_to_numpy=True,
+                                                   show_progress_bar=False)
+
+        for i in order:  # ascending length: the newest text is the batch's longest
+            if batch and (len(batch) >= self.batch_size or (len(batch) + 1) * lengths[i] > self.batch_tokens):
+                flush()
+                batch = []
+            batch.append(int(i))
+        flush()
+        return vectors

@@ -208,10 +208,12 @@ class InferenceWorker:
         self.on_pass(PassStats(len(live), len(documents), stats.truncated_pairs, seconds))
         total = max(1, len(documents))
         for job, result in zip(live, results):
-            share = len(job.documents) / total  # tokenization and forward time of the shared pass, split by pairs
+            share = len(job.documents) / total  # the job's share of the pass's tokens
+            # As TEI reports them: the whole pass the request waited for (tokenization, and the forward passes
+            # of every member, an ensemble's bi-encoder partner included), not its share of it.
             timings = JobTimings(queue_ms=1000 * (started - job.enqueued),
-                                 tokenization_ms=1000 * stats.tokenize_seconds * share,
-                                 inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds) * share,
+                                 tokenization_ms=1000 * stats.tokenize_seconds,
+                                 inference_ms=1000 * (stats.forward_seconds + stats.pad_seconds + stats.partner_seconds),
                                  tokens=round(stats.real_tokens * share))
             self._resolve(job, result=(result, timings))
 

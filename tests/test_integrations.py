@@ -120,3 +120,28 @@ def test_a_local_model_and_a_url_together_are_refused(tiny_model):
 
     with pytest.raises(InvalidInputError, match="not both"):
         RerankBackend(model=str(tiny_model), url="http://127.0.0.1:1")
+
+
+@pytest.mark.parametrize("module, blocked, extra", [("langchain", "langchain_core", "langchain"),
+                                                    ("llama_index", "llama_index", "llama-index"),
+                                                    ("haystack", "haystack", "haystack")])
+def test_a_missing_framework_names_its_extra(monkeypatch, module, blocked, extra):
+    import builtins
+    import importlib
+    import sys
+
+    from crossrank.errors import BackendUnavailableError
+
+    real_import = builtins.__import__
+
+    def without(name, *args, **kwargs):
+        if name.split(".")[0] == blocked:
+            raise ImportError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    for name in list(sys.modules):
+        if name.split(".")[0] == blocked or name == f"crossrank.integrations.{module}":
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(builtins, "__import__", without)
+    with pytest.raises(BackendUnavailableError, match=rf"crossrank\[{extra}\]"):
+        importlib.import_module(f"crossrank.integrations.{module}")

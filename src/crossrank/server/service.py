@@ -17,6 +17,7 @@ from crossrank.ranking.inputs import normalize_documents, validate_query
 from crossrank.ranking.results import RerankResult, rank_scores
 from crossrank.server import errors
 from crossrank.server.batcher import InferenceWorker
+from crossrank.server.budget import JobScores
 from crossrank.server.metrics import ServerMetrics
 from crossrank.server.settings import ServerSettings
 
@@ -25,12 +26,10 @@ MAX_WINDOWS_PER_REQUEST = 10_000  # Cohere's limit on documents x max_chunks_per
 
 
 @dataclass
-class Scored:
-    """One request's documents, scored: raw scores in input order, which model scored each (None: the main
-    model for all), each document's best window when chunked, and the tokens the request cost."""
+class Scored(JobScores):
+    """One request's documents, scored (``JobScores``: raw scores in input order, which model scored each),
+    with each document's best window when chunked, and the tokens the request cost."""
 
-    scores: np.ndarray
-    scored_by: list[str] | None = None
     windows: list[ChunkedScore] | None = None
     tokens: int = 0
 
@@ -143,7 +142,7 @@ class ServiceState:
         if chunked is not None:  # each document by its best window (never mixing two models' windows)
             windows, roles = chunked.aggregate(job.scores, "max", job.scored_by)
             scored = Scored(np.array([w.score for w in windows], dtype=np.float32), roles, windows, timings.tokens)
-        request.state.fallback_scored = 0 if scored.scored_by is None else scored.scored_by.count("fallback")
+        request.state.fallback_scored = scored.fallback_scored
         return scored
 
     def ranked(self, scored: Scored, texts: list[str] | None, top_n: int | None
@@ -162,8 +161,8 @@ class ServiceState:
 
     def probabilities(self, scored: Scored) -> np.ndarray:
         """Each score's probability, in input order, by the model that gave it."""
-        if scored.scored_by is None:
-            return np.asarray(self.ce.probability(scored.scores), dtype=np.float64)
         main = np.asarray(self.ce.probability(scored.scores), dtype=np.float64)
+        if scored.scored_by is None:
+            return main
         fallback = np.asarray(self.fallback.probability(scored.scores), dtype=np.float64)
         return np.where(np.array(scored.scored_by) == "main", main, fallback)

@@ -15,7 +15,8 @@ decision threshold chosen on dev (as the baseline's): bi-encoder cosine; the cro
 (mean of both orders), for each ``--pair-model`` (the shipped default, and e.g. a pair classifier trained
 with ``crossrank train --pairs ../shared/data/quora-duplicates/pairs/train.tsv``).
 
-    python benchmarks/faq_dedup_quality.py [--pair-model default /tmp/quora-pairs/final]
+    python benchmarks/faq_dedup_quality.py [--model default QUESTIONS_MODEL] [--pair-model default QUESTIONS_MODEL]
+    python benchmarks/faq_dedup_quality.py --model default QUESTIONS_MODEL --dev-only  # choose before COVID
 
 Writes benchmarks/results/faq_dedup_quality.json and .md.
 """
@@ -35,12 +36,14 @@ ROOT = Path(__file__).resolve().parent
 DATA = ROOT.parent.parent / "shared" / "data"
 
 
-def read_pairs(path: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
+def read_pairs(path: Path, graded: bool = False) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """Pairs and their labels (0/1), or with ``graded`` their scores (STS-B's 0-5)."""
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         next(reader)
         rows = [r for r in reader if r]
-    return [(r[1], r[2]) for r in rows], np.array([int(float(r[3])) for r in rows])
+    values = np.array([float(r[3]) for r in rows])
+    return [(r[1], r[2]) for r in rows], values if graded else values.astype(int)
 
 
 def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -102,13 +105,14 @@ def faq_study(model_name: str, threshold: float) -> dict:
                 nulls += 1
                 nulls_right += 1
         n = len(results)
-        out["readings"][f"{read}/{rank_by}"] = {
+        key = f"{read}/{rank_by}"
+        out["readings"][key] = {
             "accuracy@1": accuracy, "seconds": seconds,
             "answerable_answered_right": answerable_right / n,
             "unanswerable_left_unanswered": unanswerable_null / n,
             "no_answer_precision": nulls_right / nulls if nulls else float("nan"),
             "no_answer_count": nulls}
-        print(json.dumps({f"{read}/{rank_by}": out["readings"][f"{read}/{rank_by}"]}), flush=True)
+        print(json.dumps({key: out["readings"][key]}), flush=True)
     return out
 
 
@@ -136,6 +140,28 @@ def ranking_dev_study(model_name: str, max_queries: int) -> dict:
     fused = [fuse_ranks(r.candidates)[0].id in qrels[r.query_id] for r in results]  # the same scores, fused
     out["accuracy@1"]["fused"] = float(np.mean(fused))
     print(json.dumps({"ranking_dev": out}), flush=True)
+    return out
+
+
+def sts_dev_study(models: list[str]) -> dict:
+    """A second held-out signal for the FAQ model's choice, from another source than Quora: Spearman
+    correlation with STS-B dev similarity scores (1,500 sentence pairs), for the bi-encoder's cosine and each
+    model's score (mean of both orders)."""
+    from scipy.stats import spearmanr
+
+    from crossrank.cross_encoder import CrossEncoder
+    from crossrank.model.bi_encoder import BiEncoder
+
+    pairs, gold = read_pairs(DATA / "stsb" / "pairs" / "dev.tsv", graded=True)
+    bi = BiEncoder()
+    cos = np.sum(bi.encode([a for a, _ in pairs]) * bi.encode([b for _, b in pairs]), axis=1)
+    out = {"pairs": len(pairs), "spearman": {"bi-encoder": float(spearmanr(cos, gold).statistic)}}
+    for name in models:
+        model = CrossEncoder(name)
+        scores = np.asarray(model.score(pairs + [(b, a) for a, b in pairs]), dtype=np.float64)
+        both = (scores[:len(pairs)] + scores[len(pairs):]) / 2
+        out["spearman"][name] = float(spearmanr(both, gold).statistic)
+    print(json.dumps({"sts_dev": out}), flush=True)
     return out
 
 
@@ -177,43 +203,65 @@ def quora_study(pair_models: list[str]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="default", help="FAQ matching model")
+    parser.add_argument("--model", nargs="+", default=["default"], help="FAQ matching models")
     parser.add_argument("--threshold", type=float, default=0.5)
     parser.add_argument("--pair-model", nargs="+", default=["default"])
     parser.add_argument("--dev-queries", type=int, default=300, help="Quora retrieval dev queries for the ranking choice")
+    parser.add_argument("--dev-only", action="store_true",
+                        help="Only the held-out choice (Quora retrieval dev, STS-B dev): choose before looking at COVID")
     parser.add_argument("--out", type=Path, default=ROOT / "results")
     args = parser.parse_args()
 
     from crossrank.evaluation.machine import machine_info
 
-    results = {"machine": machine_info(), "ranking_dev": ranking_dev_study(args.model, args.dev_queries),
-               "faq": faq_study(args.model, args.threshold), "quora": quora_study(args.pair_model)}
+    results = {"machine": machine_info(), "models": args.model,
+               "ranking_dev": {m: ranking_dev_study(m, args.dev_queries) for m in args.model},
+               "sts_dev": sts_dev_study(args.model)}
+    if args.dev_only:
+        print(json.dumps(results, indent=2))
+        return
+    results["faq"] = {m: faq_study(m, args.threshold) for m in args.model}
+    results["quora"] = quora_study(args.pair_model)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faq_dedup_quality.json").write_text(json.dumps(results, indent=2) + "\n")
-    faq, quora, dev = results["faq"], results["quora"], results["ranking_dev"]
+    (args.out / "faq_dedup_quality.md").write_text(markdown(results) + "\n")
+    print(markdown(results))
+
+
+def markdown(results: dict) -> str:
+    models, dev, sts, quora = results["models"], results["ranking_dev"], results["sts_dev"], results["quora"]
+    first = dev[models[0]]
     lines = ["# FAQ matching and duplicate questions", "",
-             f"## Choosing the ranking on held-out data (Quora retrieval dev: {dev['queries']} questions against "
-             f"{dev['corpus']}; model `{args.model}`, reading the question)", "",
-             "| ranking | accuracy@1 |", "|---|---|"] + [
-             f"| {name} | {value:.3f} |" for name, value in dev["accuracy@1"].items()] + ["",
-             f"## COVID FAQ ({faq['questions']} user questions, {faq['faq_entries']} CDC entries; test only)", "",
-             f"Model `{args.model}`; threshold {faq['threshold']} (fixed beforehand). Each question is also asked with "
-             "its own FAQ entries removed, where \"no answer\" is right.", "",
-             "| system | accuracy@1 (always answers) | right answer at threshold | unanswerable left unanswered | "
-             "precision of \"no answer\" |", "|---|---|---|---|---|",
-             f"| bi-encoder all-MiniLM-L6-v2 vs FAQ questions (baseline) | {faq['bi_encoder_accuracy@1']:.3f} | - | - | - |"]
-    for key, row in faq["readings"].items():
-        read, rank_by = key.split("/")
-        label = "question + answer" if read == "entry" else "FAQ question only"
-        lines.append(f"| crossrank match (reads {label}; ranked by {rank_by}) | {row['accuracy@1']:.3f} | "
-                     f"{row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
-                     f"{row['no_answer_precision']:.3f} |")
+             "## Choosing on held-out data (not the COVID FAQ)", "",
+             f"Quora retrieval dev: {first['queries']} questions against {first['corpus']}, reading the question, "
+             f"accuracy@1; STS-B dev: Spearman with {sts['pairs']} graded pairs (score, mean of both orders).", "",
+             "| model | ranking | Quora dev accuracy@1 | STS-B dev Spearman |", "|---|---|---|---|",
+             f"| bi-encoder all-MiniLM-L6-v2 | cosine | {first['accuracy@1']['bi-encoder']:.3f} | "
+             f"{sts['spearman']['bi-encoder']:.3f} |"]
+    for m in models:
+        for ranking in ("cross-encoder", "fused"):
+            lines.append(f"| `{m}` | {ranking} | {dev[m]['accuracy@1'][ranking]:.3f} | "
+                         f"{sts['spearman'][m]:.3f} |" if ranking == "cross-encoder" else
+                         f"| `{m}` | {ranking} | {dev[m]['accuracy@1'][ranking]:.3f} | - |")
+    faq = results["faq"][models[0]]
+    lines += ["", f"## COVID FAQ ({faq['questions']} user questions, {faq['faq_entries']} CDC entries; test only)", "",
+              f"Threshold {faq['threshold']} (fixed beforehand). Each question is also asked with its own FAQ entries "
+              "removed, where \"no answer\" is right.", "",
+              "| system | accuracy@1 (always answers) | right answer at threshold | unanswerable left unanswered | "
+              "precision of \"no answer\" |", "|---|---|---|---|---|",
+              f"| bi-encoder all-MiniLM-L6-v2 vs FAQ questions (baseline) | {faq['bi_encoder_accuracy@1']:.3f} | - | - | - |"]
+    for m in models:
+        for key, row in results["faq"][m]["readings"].items():
+            read, rank_by = key.split("/")
+            label = "question + answer" if read == "entry" else "FAQ question only"
+            lines.append(f"| crossrank match `{m}` (reads {label}; ranked by {rank_by}) | {row['accuracy@1']:.3f} | "
+                         f"{row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
+                         f"{row['no_answer_precision']:.3f} |")
     lines += ["", f"## Quora duplicate pairs (test {quora['test_pairs']} pairs; threshold chosen on dev "
                   f"{quora['dev_pairs']})", "", "| system | threshold (dev) | dev F1 | test F1 |", "|---|---|---|---|"]
     for name, row in quora["systems"].items():
         lines.append(f"| {name} | {row['threshold_from_dev']:.3f} | {row['dev_f1']:.3f} | {row['test_f1']:.3f} |")
-    (args.out / "faq_dedup_quality.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

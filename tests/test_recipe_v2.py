@@ -186,3 +186,16 @@ def test_the_trimmed_vocabulary_scores_english_exactly_as_before(tiny_model, tmp
     tokenizer = AutoTokenizer.from_pretrained(out)
     tokens = tokenizer.convert_ids_to_tokens(tokenizer("東京 tokyo")["input_ids"])
     assert tokens == ["[CLS]", "[UNK]", "[UNK]", "tokyo", "[SEP]"]  # other scripts: unknown, English intact
+
+
+def test_fallback_groups_keep_each_lists_top_and_a_sample_of_the_rest_in_list_order():
+    from fallback_groups import sample_lists
+
+    groups = [{"query": "q1", "documents": [f"d{i}" for i in range(30)], "source": "msmarco-dev-small"},
+              {"query": "q2", "documents": ["a", "b", "c"], "source": "msmarco-dev-small"}]
+    cut = sample_lists(groups, top=4, sampled=8, seed=0)
+    first = [int(d[1:]) for d in cut[0]["documents"]]
+    assert first[:4] == [0, 1, 2, 3] and len(first) == 12 and first == sorted(first)  # BM25 order kept
+    assert cut[1]["documents"] == ["a", "b", "c"]  # a short list stays whole
+    assert all(g["source"] == "msmarco-distill" and "labels" not in g for g in cut)  # labels come from the default
+    assert sample_lists(groups, 4, 8, seed=0) == cut  # seeded

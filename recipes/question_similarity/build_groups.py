@@ -124,6 +124,8 @@ def main() -> None:
     parser.add_argument("--near", type=int, default=5, help="Nearest neighbours per group.")
     parser.add_argument("--further", type=int, default=2, help="Neighbours sampled from ranks near+1 .. 100.")
     parser.add_argument("--scale", type=float, default=20.0, help="Label = scale x teacher cosine.")
+    parser.add_argument("--balance", action="store_true",
+                        help="Anchors drawn equally from each source (STS-B sentences included), not mostly Quora.")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "question-similarity")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -140,8 +142,16 @@ def main() -> None:
     vectors = teacher.embed(texts, "")
     print(f"embedded in {time.perf_counter() - start:.0f} s", file=sys.stderr)
 
-    questions = [i for i, s in enumerate(sources) if s != "stsb"]
-    anchors = rng.sample(questions, min(args.anchors, len(questions)))
+    if args.balance:
+        names = sorted(set(sources))
+        anchors = []
+        for name in names:
+            members = [i for i, s in enumerate(sources) if s == name]
+            anchors += rng.sample(members, min(args.anchors // len(names), len(members)))
+        rng.shuffle(anchors)
+    else:
+        questions = [i for i, s in enumerate(sources) if s != "stsb"]
+        anchors = rng.sample(questions, min(args.anchors, len(questions)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     partial = args.out.with_suffix(".tmp")
     with open(partial, "w", encoding="utf-8") as out:

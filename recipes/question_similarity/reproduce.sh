@@ -12,8 +12,9 @@ mkdir -p "$WORK"
 
 # 1. Groups: 8,000 anchor questions (Quora train de-tokenised, MS MARCO dev-small, WikiQA train), each with its
 #    5 nearest texts by the teacher, 2 from ranks 6-100, 1 random, its labelled Quora duplicate; labels 20 x cosine.
+#    Variant 2 adds --balance (2,000 anchors from each source) and writes to another WORK.
 python recipes/question_similarity/build_groups.py --teacher "$TEACHERS/all-mpnet-base-v2" --out "$WORK/groups.jsonl" \
-  --anchors 8000 --seed 0
+  --anchors 8000 --seed 0 ${BALANCE:+--balance}
 
 # 2. Listwise KL distillation from the shipped default's cross-encoder (1 epoch, 500 steps of 16 groups).
 crossrank train --examples "$WORK/groups.jsonl" --model src/crossrank/default_model --output-dir "$WORK/model" \

@@ -226,3 +226,27 @@ def test_cli_train_pairs_trains_a_pair_classifier(tmp_path, trainable_model):
     assert proc.returncode == 3 and "--loss bce" in proc.stderr.decode()
     proc = run_cli(["train", "--pairs", str(path), "--examples", str(path), "--output-dir", str(tmp_path / "y")])
     assert proc.returncode == 3 and "exactly one of" in proc.stderr.decode()
+
+
+def test_cli_match_and_dedup_use_the_named_dense_model(tmp_path, tiny_model, tiny_bi_encoder, bi):
+    faq_path = tmp_path / "faq.jsonl"
+    rng = random.Random(11)
+    entries = {f"f{i}": (word_soup(rng, 5) + "?", word_soup(rng, 20)) for i in range(6)}
+    faq_path.write_text("".join(json.dumps({"_id": i, "title": t, "text": a}) + "\n" for i, (t, a) in entries.items()))
+    queries = tmp_path / "queries.jsonl"
+    queries.write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in QUESTIONS.items()))
+    out = tmp_path / "matches.jsonl"
+    proc = run_cli(["match", "--faq", str(faq_path), "--queries", str(queries), "--output", str(out), "--threshold", "0",
+                    "--top-k", "6", "--model", str(tiny_model), "--dense-model", str(tiny_bi_encoder), "--no-progress"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    vectors = bi.encode([t for t, _ in entries.values()])  # the tiny bi-encoder's cosines, not all-MiniLM-L6-v2's
+    for row in (json.loads(line) for line in out.read_text().splitlines()):
+        asked = bi.encode([QUESTIONS[row["query_id"]]])[0]
+        for c in row["candidates"]:
+            assert c["cosine"] == pytest.approx(float(asked @ vectors[list(entries).index(c["id"])]), abs=1e-5)
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps({"_id": f"q{i}", "text": word_soup(rng, 6)}) + "\n" for i in range(5)))
+    proc = run_cli(["dedup", "--input", str(questions), "--output", str(tmp_path / "c.jsonl"), "--model", str(tiny_model),
+                    "--dense-model", str(tmp_path / "no-such-model"), "--no-progress"])
+    assert proc.returncode == 4 and "no-such-model" in proc.stderr.decode(), proc.stderr.decode()
+    assert not (tmp_path / "c.jsonl").exists()

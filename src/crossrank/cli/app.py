@@ -666,6 +666,7 @@ def match(
     shortlist: int = typer.Option(20, "--shortlist", min=1, help="FAQ entries the bi-encoder passes to the cross-encoder."),
     read: str = typer.Option("entry", "--read", help="What the cross-encoder reads of an entry: entry (question + answer) or question."),
     rank_by: str = typer.Option("cross-encoder", "--rank-by", help="Order of the shortlist: cross-encoder, or fused (reciprocal-rank fusion with the bi-encoder)."),
+    dense_model: Optional[str] = typer.Option(None, "--dense-model", help="Bi-encoder folder or hub id that shortlists the FAQ (default all-MiniLM-L6-v2, offline)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr."),
@@ -680,7 +681,7 @@ def match(
         if read not in READS:
             raise InvalidInputError(f"unknown --read {read!r}: use one of {', '.join(READS)}")
         summary = match_command(lambda: CrossEncoder(model, device=device), faq, queries, output, threshold, top_k,
-                                shortlist, read, progress, rank_by)
+                                shortlist, read, progress, rank_by, _bi_encoder_loader(dense_model, device))
         typer.echo(json.dumps(summary))
 
     _run(work)
@@ -695,6 +696,7 @@ def dedup(
     min_cosine: float = typer.Option(0.5, "--min-cosine", min=-1.0, max=1.0, help="Proposed pairs need at least this cosine."),
     clustering: str = typer.Option("components", "--clustering", help="components (transitive) or strict (complete linkage)."),
     pairs_output: Optional[Path] = typer.Option(None, "--pairs-output", help="Also write the verified pairs (JSONL)."),
+    dense_model: Optional[str] = typer.Option(None, "--dense-model", help="Bi-encoder folder or hub id that proposes candidate pairs (default all-MiniLM-L6-v2, offline)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress on stderr."),
@@ -706,10 +708,20 @@ def dedup(
         from crossrank.cross_encoder import CrossEncoder
 
         summary = dedup_command(lambda: CrossEncoder(model, device=device), input, output, threshold, neighbours,
-                                min_cosine, clustering, pairs_output, progress)
+                                min_cosine, clustering, pairs_output, progress, _bi_encoder_loader(dense_model, device))
         typer.echo(json.dumps(summary))
 
     _run(work)
+
+
+def _bi_encoder_loader(dense_model: Optional[str], device: str):
+    """Loads the named bi-encoder when called (after the inputs are checked); None: the matcher's default."""
+    def load():
+        from crossrank.model.bi_encoder import BiEncoder
+
+        return BiEncoder(dense_model, device=device) if dense_model else None
+
+    return load
 
 
 def _split_names(values: list[str]) -> list[str]:

@@ -51,7 +51,7 @@ def _write_jsonl(rows, path: Path) -> None:
 
 
 def match_command(load_model, faq: Path, queries: Path, output: Path, threshold: float, top_k: int, shortlist: int,
-                  read: str, show_progress: bool, rank_by: str = "cross-encoder") -> dict:
+                  read: str, show_progress: bool, rank_by: str = "cross-encoder", load_bi_encoder=lambda: None) -> dict:
     from dataclasses import asdict
 
     from crossrank.cli.progress import pair_progress
@@ -61,7 +61,8 @@ def match_command(load_model, faq: Path, queries: Path, output: Path, threshold:
     entries = read_corpus(faq)
     check_faq(entries)
     questions = read_queries(queries)
-    matcher = FaqMatcher(entries, load_model(), shortlist=shortlist, read=read, rank_by=rank_by)  # inputs checked first
+    matcher = FaqMatcher(entries, load_model(), load_bi_encoder(), shortlist=shortlist, read=read,
+                         rank_by=rank_by)  # inputs checked first
     with pair_progress(show_progress, "matching", len(questions) * matcher.shortlist) as advance:
         results = matcher.match(questions, threshold, top_k, progress=advance)
     _write_jsonl(({"query_id": r.query_id, "match": asdict(r.match) if r.match else None,
@@ -72,7 +73,7 @@ def match_command(load_model, faq: Path, queries: Path, output: Path, threshold:
 
 
 def dedup_command(load_model, input_path: Path, output: Path, threshold: float, neighbours: int, min_cosine: float,
-                  clustering: str, pairs_output: Path | None, show_progress: bool) -> dict:
+                  clustering: str, pairs_output: Path | None, show_progress: bool, load_bi_encoder=lambda: None) -> dict:
     from dataclasses import asdict
 
     from crossrank.cli.progress import pair_progress
@@ -85,7 +86,7 @@ def dedup_command(load_model, input_path: Path, output: Path, threshold: float, 
     check_questions(questions)
     model = load_model()  # inputs checked first
     with pair_progress(show_progress, "verifying pairs", None) as advance:
-        pairs = find_duplicates(questions, model, threshold=threshold, neighbours=neighbours,
+        pairs = find_duplicates(questions, model, load_bi_encoder(), threshold=threshold, neighbours=neighbours,
                                 min_cosine=min_cosine, progress=advance)
     clusters = cluster(list(questions), pairs, clustering)
     _write_jsonl(({"cluster": n, "ids": ids} for n, ids in enumerate(clusters)), output)

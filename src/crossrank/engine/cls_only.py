@@ -82,9 +82,7 @@ class ClsOnlyForward:
 
     def head(self, cls: torch.Tensor) -> torch.Tensor:
         """Logits from the last layer's [CLS] row."""
-        if self.model_type == "bert":
-            return self.model.classifier(self.pooler(cls))
-        return self.model.classifier(cls)  # RoBERTa/ELECTRA heads read position 0 themselves
+        return head_logits(self.model, cls)
 
     def last_layer_for_first_token(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The last layer's output for [CLS] alone, from that layer's input (also used by the ONNX graph)."""
@@ -99,3 +97,11 @@ class ClsOnlyForward:
         context = context.transpose(1, 2).reshape(batch, 1, self.heads * self.head_size)
         attended = self.attention_output(context, first)
         return self.output(self.intermediate(attended), attended)
+
+
+def head_logits(model: torch.nn.Module, cls: torch.Tensor) -> torch.Tensor:
+    """A sequence classifier's logits from its last layer's [CLS] rows (``[pairs, 1, hidden]``): BERT's
+    pooler then classifier; RoBERTa/ELECTRA heads read position 0 themselves."""
+    if model.config.model_type == "bert":
+        return model.classifier(getattr(model, model.base_model_prefix).pooler(cls))
+    return model.classifier(cls)

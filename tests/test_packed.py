@@ -61,3 +61,19 @@ def test_packed_roberta_style_positions_match_the_padded_forward_pass():
     with torch.inference_mode():
         expected = model(**inputs).logits
     assert torch.allclose(PackedForward(model)(inputs), expected, atol=1e-5)
+
+
+def test_cross_encoder_packed_scores_equal_the_padded_engine(tiny_model):
+    from crossrank import CrossEncoder
+    from crossrank.errors import BackendUnavailableError
+
+    from texts import varied_pairs
+
+    pairs = varied_pairs(80, seed=4) + [("query", "word " * 400)]  # one pair truncated
+    padded, packed = CrossEncoder(str(tiny_model)), CrossEncoder(str(tiny_model), packed=True)
+    assert packed.backend.packed and not padded.backend.packed
+    assert torch.allclose(torch.tensor(packed.score(pairs)), torch.tensor(padded.score(pairs)), atol=1e-5)
+    bf16 = CrossEncoder(str(tiny_model), packed=True, dtype="bfloat16").score(pairs)
+    assert float(abs(torch.tensor(bf16) - torch.tensor(padded.score(pairs))).max()) < 0.2  # bf16 rounding only
+    with pytest.raises(BackendUnavailableError, match="torch-backend"):
+        CrossEncoder(str(tiny_model), packed=True, backend="onnx")

@@ -47,7 +47,8 @@ class CrossEncoder:
 
     ``batch_tokens`` bounds padded tokens per batch; ``query_max_tokens`` caps the query so truncation
     only ever cuts the document; ``cls_only_last_layer`` computes the final layer for [CLS] alone on
-    BERT-style models (exact to float32 rounding; set False to run the stock forward pass).
+    BERT-style models (exact to float32 rounding; set False to run the stock forward pass); ``packed``
+    (torch backend, BERT/RoBERTa-style models) never computes padding (``crossrank.engine.packed``).
     A folder with ``ensemble.json`` scores as the ensemble it declares; ``use_ensemble=False`` scores with
     the folder's own weights alone.
 
@@ -72,9 +73,11 @@ class CrossEncoder:
         revision: str | None = None,
         cls_only_last_layer: bool = True,
         use_ensemble: bool = True,
+        packed: bool = False,
     ):
         loaded, self.backend = _load_backend(model if model is not None else default_model_dir(), device, backend,
-                                             dtype, max_length, trust_remote_code, revision, cls_only_last_layer)
+                                             dtype, max_length, trust_remote_code, revision, cls_only_last_layer,
+                                             packed)
         self.backend_name, self.dtype = self.backend.name, self.backend.dtype_name
         self.model_dir = loaded.model_dir
         self.max_length = loaded.max_length
@@ -238,7 +241,7 @@ class CrossEncoder:
 
 
 def _load_backend(model, device: str, backend: str | None, dtype: str | None, max_length: int | None,
-                  trust_remote_code: bool, revision: str | None, cls_only_last_layer: bool):
+                  trust_remote_code: bool, revision: str | None, cls_only_last_layer: bool, packed: bool = False):
     """The loaded model (config, tokenizer, settings) and the backend that will run it."""
     from crossrank.engine.onnx_export import open_graph
 
@@ -261,6 +264,8 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
         return load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code, revision=revision,
                           with_weights=with_weights)
 
+    if packed and backend != "torch":
+        raise BackendUnavailableError(f"packed=True is a torch-backend forward pass, not one for backend={backend!r}")
     if backend in ("onnx", "openvino"):
         from crossrank.engine.export_cache import cached_onnx_export
 
@@ -268,7 +273,8 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
         graph = cached_onnx_export(model_dir, dtype, load, cls_only_last_layer, backend)
         return load(with_weights=False), open_graph(backend, graph, dtype)
     loaded = load()
-    return loaded, TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer)
+    return loaded, TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer,
+                                packed=packed)
 
 
 class _OwnWeights:

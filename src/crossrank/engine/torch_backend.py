@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from crossrank.engine.cls_only import ClsOnlyForward
+from crossrank.engine.packed import PackedForward
 from crossrank.errors import BackendUnavailableError
 from crossrank.model.loading import LoadedModel
 
@@ -38,7 +39,7 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, loaded: LoadedModel, device: str | None = "cpu", dtype: str = "float32",
-                 cls_only_last_layer: bool = True):
+                 cls_only_last_layer: bool = True, packed: bool = False):
         if dtype not in _DTYPES:
             raise BackendUnavailableError(f"unknown dtype {dtype!r}: use one of {sorted(_DTYPES)}")
         self.device = resolve_device(device)
@@ -53,8 +54,16 @@ class TorchBackend:
         if self.dtype != torch.float32:
             _keep_head_in_float32(self.model)
         self.num_labels = loaded.num_labels
-        self._forward = (ClsOnlyForward(self.model) if cls_only_last_layer and ClsOnlyForward.supports(self.model)
-                         else lambda inputs: self.model(**inputs).logits)
+        if packed and not PackedForward.supports(self.model):
+            raise BackendUnavailableError(f"no packed forward for model type {self.model.config.model_type!r}: "
+                                          "BERT/MiniLM and RoBERTa-style models only")
+        self.packed = packed
+        if packed:  # padding never computed; the [CLS]-only last layer included
+            self._forward = PackedForward(self.model)
+        elif cls_only_last_layer and ClsOnlyForward.supports(self.model):
+            self._forward = ClsOnlyForward(self.model)
+        else:
+            self._forward = lambda inputs: self.model(**inputs).logits
 
     @torch.inference_mode()
     def score_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray,

@@ -54,9 +54,9 @@ def test_packed_roberta_style_positions_match_the_padded_forward_pass():
                            intermediate_size=64, max_position_embeddings=40, pad_token_id=1, type_vocab_size=1,
                            num_labels=1)
     model = RobertaForSequenceClassification(config).eval()
-    lengths = torch.tensor([12, 5, 30, 2])
+    lengths = torch.tensor([12, 5, 30, 2, 30, 30])  # 109 packed tokens: more than the 40 positions
     mask = (torch.arange(30) < lengths[:, None]).long()
-    ids = torch.randint(3, 100, (4, 30)).masked_fill(mask == 0, 1)  # right-padded with <pad> = 1
+    ids = torch.randint(3, 100, (6, 30)).masked_fill(mask == 0, 1)  # right-padded with <pad> = 1
     inputs = {"input_ids": ids, "attention_mask": mask}
     with torch.inference_mode():
         expected = model(**inputs).logits

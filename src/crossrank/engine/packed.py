@@ -61,8 +61,10 @@ class PackedForward:
         ids = inputs["input_ids"][rows, cols][None]
         types = inputs.get("token_type_ids")
         positions = (cols + self.position_offset)[None]
-        hidden = self.base.embeddings(input_ids=ids, position_ids=positions,
-                                      token_type_ids=None if types is None else types[rows, cols][None])[0]
+        # Token types always explicit: a model's buffered default covers max_position_embeddings tokens, and a
+        # packed batch is longer than that.
+        types = torch.zeros_like(ids) if types is None else types[rows, cols][None]
+        hidden = self.base.embeddings(input_ids=ids, position_ids=positions, token_type_ids=types)[0]
         view = _PaddedView(rows, cols, mask.shape, starts, lengths)
         for layer in self.layers[:-1]:
             hidden = self._layer(layer, hidden, view)

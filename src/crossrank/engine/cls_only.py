@@ -31,17 +31,8 @@ class ClsOnlyForward:
 
     def __init__(self, model: torch.nn.Module):
         self.model = model
-        self.model_type = model.config.model_type
-        base = getattr(model, model.base_model_prefix)
-        self.pooler = getattr(base, "pooler", None)
-        last = base.encoder.layer[-1]
-        self.attention = last.attention.self
-        self.attention_output = last.attention.output
-        self.intermediate = last.intermediate
-        self.output = last.output
-        self.heads = self.attention.num_attention_heads
-        self.head_size = self.attention.attention_head_size
-        last.register_forward_pre_hook(self._capture, with_kwargs=True)
+        self.last = getattr(model, model.base_model_prefix).encoder.layer[-1]
+        self.last.register_forward_pre_hook(self._capture, with_kwargs=True)
 
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
@@ -86,17 +77,7 @@ class ClsOnlyForward:
 
     def last_layer_for_first_token(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The last layer's output for [CLS] alone, from that layer's input (also used by the ONNX graph)."""
-        batch, length, _ = hidden.shape
-        first = hidden[:, :1]
-        split = (batch, -1, self.heads, self.head_size)
-        query = self.attention.query(first).view(split).transpose(1, 2)
-        key = self.attention.key(hidden).view(split).transpose(1, 2)
-        value = self.attention.value(hidden).view(split).transpose(1, 2)
-        keep = mask.bool()[:, None, None, :]
-        context = F.scaled_dot_product_attention(query, key, value, attn_mask=keep)
-        context = context.transpose(1, 2).reshape(batch, 1, self.heads * self.head_size)
-        attended = self.attention_output(context, first)
-        return self.output(self.intermediate(attended), attended)
+        return first_token_layer(self.last, hidden, mask)
 
 
 def head_logits(model: torch.nn.Module, cls: torch.Tensor) -> torch.Tensor:
@@ -105,3 +86,18 @@ def head_logits(model: torch.nn.Module, cls: torch.Tensor) -> torch.Tensor:
     if model.config.model_type == "bert":
         return model.classifier(getattr(model, model.base_model_prefix).pooler(cls))
     return model.classifier(cls)
+
+
+def first_token_layer(layer: torch.nn.Module, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """One encoder layer's output for each pair's first token ([CLS]) alone, from that layer's padded input
+    ``[pairs, length, hidden]`` and the attention mask: every row's keys and values, one query per pair."""
+    attention = layer.attention.self
+    batch = hidden.shape[0]
+    split = (batch, -1, attention.num_attention_heads, attention.attention_head_size)
+    first = hidden[:, :1]
+    query = attention.query(first).view(split).transpose(1, 2)
+    key = attention.key(hidden).view(split).transpose(1, 2)
+    value = attention.value(hidden).view(split).transpose(1, 2)
+    context = F.scaled_dot_product_attention(query, key, value, attn_mask=mask.bool()[:, None, None, :])
+    attended = layer.attention.output(context.transpose(1, 2).reshape(batch, 1, -1), first)
+    return layer.output(layer.intermediate(attended), attended)

@@ -20,9 +20,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from crossrank.engine.cls_only import ClsOnlyForward, head_logits
-
-_ROBERTA_STYLE = {"roberta", "xlm-roberta", "camembert"}
+from crossrank.engine.cls_only import ClsOnlyForward, first_token_layer, head_logits
+from crossrank.model.loading import OFFSET_POSITIONS
 
 
 def _flash_varlen():
@@ -44,11 +43,12 @@ class PackedForward:
         self.layers = list(self.base.encoder.layer)
         attention = self.layers[0].attention.self
         self.heads, self.head_size = attention.num_attention_heads, attention.attention_head_size
-        self.position_offset = (model.config.pad_token_id + 1) if model.config.model_type in _ROBERTA_STYLE else 0
+        self.position_offset = (model.config.pad_token_id + 1) if model.config.model_type in OFFSET_POSITIONS else 0
 
     @staticmethod
     def supports(model: torch.nn.Module) -> bool:
-        return ClsOnlyForward.supports(model) and model.config.model_type in {"bert", *_ROBERTA_STYLE}
+        # ELECTRA is left out: its embeddings may pass through a projection this pass does not run.
+        return ClsOnlyForward.supports(model) and model.config.model_type != "electra"
 
     @torch.inference_mode()
     def __call__(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -60,33 +60,23 @@ class PackedForward:
         starts = torch.cat([lengths.new_zeros(1), lengths.cumsum(0)])  # cu_seqlens
         ids = inputs["input_ids"][rows, cols][None]
         types = inputs.get("token_type_ids")
-        positions = (cols + self.position_offset)[None]
         # Token types always explicit: a model's buffered default covers max_position_embeddings tokens, and a
         # packed batch is longer than that.
         types = torch.zeros_like(ids) if types is None else types[rows, cols][None]
-        hidden = self.base.embeddings(input_ids=ids, position_ids=positions, token_type_ids=types)[0]
-        view = _PaddedView(rows, cols, mask.shape, starts, lengths)
+        hidden = self.base.embeddings(input_ids=ids, position_ids=(cols + self.position_offset)[None],
+                                      token_type_ids=types)[0]
+        view = _PaddedView(rows, cols, mask, starts, lengths)
         for layer in self.layers[:-1]:
             hidden = self._layer(layer, hidden, view)
-        first = starts[:-1]  # each pair's [CLS] row in the packed matrix
-        return head_logits(self.model, self._last_layer(self.layers[-1], hidden, view, first)[:, None])
-
-    def _qkv(self, attention, hidden: torch.Tensor, rows=None):
-        split = (-1, self.heads, self.head_size)
-        query_input = hidden if rows is None else hidden[rows]
-        return (attention.query(query_input).view(split), attention.key(hidden).view(split),
-                attention.value(hidden).view(split))
+        # The last layer for [CLS] only: every row's keys and values, so it reads the padded view.
+        return head_logits(self.model, first_token_layer(self.layers[-1], view.pad(hidden), mask))
 
     def _layer(self, layer, hidden: torch.Tensor, view: "_PaddedView") -> torch.Tensor:
-        query, key, value = self._qkv(layer.attention.self, hidden)
+        attention, split = layer.attention.self, (-1, self.heads, self.head_size)
+        query, key, value = (project(hidden).view(split) for project in (attention.query, attention.key,
+                                                                            attention.value))
         context = view.attend(query, key, value).reshape(hidden.shape[0], -1)
         attended = layer.attention.output(context, hidden)
-        return layer.output(layer.intermediate(attended), attended)
-
-    def _last_layer(self, layer, hidden: torch.Tensor, view: "_PaddedView", first: torch.Tensor) -> torch.Tensor:
-        query, key, value = self._qkv(layer.attention.self, hidden, first)
-        context = view.attend_first(query, key, value).reshape(first.shape[0], -1)
-        attended = layer.attention.output(context, hidden[first])
         return layer.output(layer.intermediate(attended), attended)
 
 
@@ -94,28 +84,23 @@ class _PaddedView:
     """Attention over packed tokens, pair by pair: varlen FlashAttention on CUDA when installed, else a
     padded view for SDPA with a key mask."""
 
-    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, shape: torch.Size, starts: torch.Tensor,
+    def __init__(self, rows: torch.Tensor, cols: torch.Tensor, mask: torch.Tensor, starts: torch.Tensor,
                  lengths: torch.Tensor):
-        self.rows, self.cols, self.shape = rows, cols, shape
+        self.rows, self.cols, self.shape = rows, cols, mask.shape
         self.starts, self.lengths = starts.to(torch.int32), lengths
-        self.keep = (torch.arange(shape[1], device=rows.device) < lengths[:, None])[:, None, None, :]
+        self.keep = mask[:, None, None, :]  # right-padded (checked): the key mask of every pair
         self.flash = _flash_varlen() if rows.is_cuda else None
 
-    def _pad(self, packed: torch.Tensor) -> torch.Tensor:
+    def pad(self, packed: torch.Tensor) -> torch.Tensor:
+        """``[tokens, ...]`` -> ``[pairs, length, ...]``, zeros where there is no token."""
         padded = packed.new_zeros(self.shape[0], self.shape[1], *packed.shape[1:])
         padded[self.rows, self.cols] = packed
-        return padded.transpose(1, 2)  # [pairs, heads, length, head_size]
+        return padded
 
     def attend(self, query, key, value) -> torch.Tensor:
         if self.flash is not None and query.dtype in (torch.float16, torch.bfloat16):
             longest = int(self.lengths.max())
             return self.flash(query, key, value, self.starts, self.starts, longest, longest)
-        context = F.scaled_dot_product_attention(self._pad(query), self._pad(key), self._pad(value),
-                                                 attn_mask=self.keep)
+        heads_first = [self.pad(x).transpose(1, 2) for x in (query, key, value)]  # [pairs, heads, length, head]
+        context = F.scaled_dot_product_attention(*heads_first, attn_mask=self.keep)
         return context.transpose(1, 2)[self.rows, self.cols]
-
-    def attend_first(self, query, key, value) -> torch.Tensor:
-        """Attention for each pair's first token only (query: one row per pair)."""
-        context = F.scaled_dot_product_attention(query[:, :, None], self._pad(key), self._pad(value),
-                                                 attn_mask=self.keep)
-        return context.transpose(1, 2)[:, 0]

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 _SAFETENSORS = ("model.safetensors", "model.safetensors.index.json")
 _PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 # Families whose position ids start after the padding index, so two positions are never used.
-_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text"}
+OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text"}
 
 
 _quiet_lock = threading.Lock()
@@ -188,6 +188,6 @@ def _position_limit(config: object) -> int | None:
     positions = getattr(config, "max_position_embeddings", None)
     if not positions:
         return None
-    if getattr(config, "model_type", "") in _OFFSET_POSITIONS:
+    if getattr(config, "model_type", "") in OFFSET_POSITIONS:
         return int(positions) - int(getattr(config, "pad_token_id", 1) or 1) - 1
     return int(positions)

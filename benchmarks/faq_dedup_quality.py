@@ -24,7 +24,6 @@ Writes benchmarks/results/faq_dedup_quality.json and .md.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import time
 from dataclasses import replace
@@ -38,11 +37,10 @@ DATA = ROOT.parent.parent / "shared" / "data"
 
 def read_pairs(path: Path, graded: bool = False) -> tuple[list[tuple[str, str]], np.ndarray]:
     """Pairs and their labels (0/1), or with ``graded`` their scores (STS-B's 0-5)."""
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        rows = [r for r in reader if r]
-    values = np.array([float(r[3]) for r in rows])
+    from crossrank.training.datasets import read_labelled_pairs
+
+    rows = read_labelled_pairs(path)
+    values = np.array([r[3] for r in rows])
     return [(r[1], r[2]) for r in rows], values if graded else values.astype(int)
 
 
@@ -62,6 +60,22 @@ def f1(predicted: np.ndarray, labels: np.ndarray) -> float:
     return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
+def pair_cosines(bi, pairs: list[tuple[str, str]]) -> np.ndarray:
+    return np.sum(bi.encode([a for a, _ in pairs]) * bi.encode([b for _, b in pairs]), axis=1)
+
+
+def both_orders(score, pairs: list[tuple[str, str]]) -> np.ndarray:
+    """``score`` (pairs -> values) of each pair in both orders, averaged: a cross-encoder is not symmetric."""
+    values = np.asarray(score(pairs + [(b, a) for a, b in pairs]), dtype=np.float64)
+    return (values[:len(pairs)] + values[len(pairs):]) / 2
+
+
+def question_accuracy(bi, questions: dict[str, str], entries: list, qrels: dict) -> float:
+    """Accuracy@1 of a bi-encoder matching each user question to the nearest FAQ question (the baseline)."""
+    cos = bi.encode(list(questions.values())) @ bi.encode([e.title for e in entries]).T
+    return float(np.mean([entries[int(np.argmax(row))].id in qrels[q] for q, row in zip(questions, cos)]))
+
+
 def faq_study(model_name: str, threshold: float, dense_model: str | None = None) -> dict:
     from crossrank.cross_encoder import CrossEncoder
     from crossrank.data.formats import read_corpus, read_qrels, read_queries
@@ -75,15 +89,12 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
     questions = {q: t for q, t in questions.items() if q in qrels}
     bi = BiEncoder()
     entries = list(faq.values())
-    cos = bi.encode([questions[q] for q in questions]) @ bi.encode([e.title for e in entries]).T
-    baseline = float(np.mean([entries[int(np.argmax(row))].id in qrels[q] for q, row in zip(questions, cos)]))
-    out = {"questions": len(questions), "faq_entries": len(faq), "bi_encoder_accuracy@1": baseline,
+    out = {"questions": len(questions), "faq_entries": len(faq),
+           "bi_encoder_accuracy@1": question_accuracy(bi, questions, entries, qrels),
            "threshold": threshold, "dense_model": dense_model or "all-MiniLM-L6-v2", "readings": {}}
     if dense_model:  # the matcher's shortlist and fused ranking use this bi-encoder; the baseline stays MiniLM
         bi = BiEncoder(dense_model)
-        cos = bi.encode([questions[q] for q in questions]) @ bi.encode([e.title for e in entries]).T
-        out["dense_model_accuracy@1"] = float(np.mean([entries[int(np.argmax(row))].id in qrels[q]
-                                                       for q, row in zip(questions, cos)]))
+        out["dense_model_accuracy@1"] = question_accuracy(bi, questions, entries, qrels)
     model = CrossEncoder(model_name)
     scored = {}
     for read in ("entry", "question"):  # each reading scored once; the fused order reuses its scores
@@ -158,14 +169,10 @@ def sts_dev_study(models: list[str]) -> dict:
     from crossrank.model.bi_encoder import BiEncoder
 
     pairs, gold = read_pairs(DATA / "stsb" / "pairs" / "dev.tsv", graded=True)
-    bi = BiEncoder()
-    cos = np.sum(bi.encode([a for a, _ in pairs]) * bi.encode([b for _, b in pairs]), axis=1)
+    cos = pair_cosines(BiEncoder(), pairs)
     out = {"pairs": len(pairs), "spearman": {"bi-encoder": float(spearmanr(cos, gold).statistic)}}
     for name in models:
-        model = CrossEncoder(name)
-        scores = np.asarray(model.score(pairs + [(b, a) for a, b in pairs]), dtype=np.float64)
-        both = (scores[:len(pairs)] + scores[len(pairs):]) / 2
-        out["spearman"][name] = float(spearmanr(both, gold).statistic)
+        out["spearman"][name] = float(spearmanr(both_orders(CrossEncoder(name).score, pairs), gold).statistic)
     print(json.dumps({"sts_dev": out}), flush=True)
     return out
 
@@ -178,26 +185,18 @@ def quora_study(pair_models: list[str]) -> dict:
     dev_pairs, dev_labels = read_pairs(folder / "dev.tsv")
     test_pairs, test_labels = read_pairs(folder / "test.tsv")
     bi = BiEncoder()
-
-    def cosines(pairs):
-        a = bi.encode([p[0] for p in pairs])
-        b = bi.encode([p[1] for p in pairs])
-        return np.sum(a * b, axis=1)
-
-    t, dev_f1 = best_threshold(cosines(dev_pairs), dev_labels)
+    t, dev_f1 = best_threshold(pair_cosines(bi, dev_pairs), dev_labels)
     out = {"dev_pairs": len(dev_pairs), "test_pairs": len(test_pairs), "systems": {
         "bi-encoder cosine": {"threshold_from_dev": t, "dev_f1": dev_f1,
-                              "test_f1": f1(cosines(test_pairs) >= t, test_labels)}}}
+                              "test_f1": f1(pair_cosines(bi, test_pairs) >= t, test_labels)}}}
     for name in pair_models:
         model = CrossEncoder(name)
 
-        def probs(pairs):
-            both = [(a, b) for a, b in pairs] + [(b, a) for a, b in pairs]
-            p = np.asarray(model.probability(model.score(both)), dtype=np.float64)
-            return (p[:len(pairs)] + p[len(pairs):]) / 2
+        def probabilities(pairs):
+            return model.probability(model.score(pairs))
 
         start = time.perf_counter()
-        dev, test = probs(dev_pairs), probs(test_pairs)
+        dev, test = both_orders(probabilities, dev_pairs), both_orders(probabilities, test_pairs)
         t, dev_f1 = best_threshold(dev, dev_labels)
         out["systems"][f"cross-encoder {name}"] = {
             "threshold_from_dev": t, "dev_f1": dev_f1, "test_f1": f1(test >= t, test_labels),
@@ -246,10 +245,8 @@ def markdown(results: dict) -> str:
              f"| bi-encoder all-MiniLM-L6-v2 | cosine | {first['accuracy@1']['bi-encoder']:.3f} | "
              f"{sts['spearman']['bi-encoder']:.3f} |"]
     for m in models:
-        for ranking in ("cross-encoder", "fused"):
-            lines.append(f"| `{m}` | {ranking} | {dev[m]['accuracy@1'][ranking]:.3f} | "
-                         f"{sts['spearman'][m]:.3f} |" if ranking == "cross-encoder" else
-                         f"| `{m}` | {ranking} | {dev[m]['accuracy@1'][ranking]:.3f} | - |")
+        lines.append(f"| `{m}` | cross-encoder | {dev[m]['accuracy@1']['cross-encoder']:.3f} | {sts['spearman'][m]:.3f} |")
+        lines.append(f"| `{m}` | fused | {dev[m]['accuracy@1']['fused']:.3f} | - |")
     faq = results["faq"][models[0]]
     lines += ["", f"## COVID FAQ ({faq['questions']} user questions, {faq['faq_entries']} CDC entries; test only)", "",
               f"Threshold {faq['threshold']} (fixed beforehand). Each question is also asked with its own FAQ entries "

@@ -89,32 +89,31 @@ def main() -> None:
                "pairs": len(pairs), "source": source, "rows": []}
 
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {"minilm-l6": default_model_dir(),
-                   "bert-12l": twelve_layer_model(Path(tmp) / "bert-12l", CONFIG if CONFIG.is_dir() else default_model_dir())}
+        folders = {"minilm-l6": default_model_dir,  # built only when asked for
+                   "bert-12l": lambda: twelve_layer_model(Path(tmp) / "bert-12l",
+                                                          CONFIG if CONFIG.is_dir() else default_model_dir())}
         for name in args.models:
-            folder = folders[name]
+            folder = folders[name]()
             for max_length in args.max_lengths:
-                systems = {}
+                systems = {}  # label -> run(pairs)
                 for budget in args.budgets:
                     for packed in (False, True):
                         label = f"crossrank {'packed' if packed else 'padded'}, {budget} tokens"
                         systems[label] = CrossEncoder(folder, device=device, dtype=dtype, max_length=max_length,
-                                                      batch_tokens=budget, packed=packed, use_ensemble=False)
+                                                      batch_tokens=budget, packed=packed, use_ensemble=False).predict
                 st = STCrossEncoder(str(folder), device=device, max_length=max_length)
                 if cuda:
                     st.model.half()
-                systems["sentence-transformers predict, batch 64" + (", fp16" if cuda else "")] = st
-                for system in systems.values():  # warm-up (CUDA context, kernels, allocator)
-                    system.predict(pairs[:64], **({"batch_size": 64} if system is st else {}))
+                systems["sentence-transformers predict, batch 64" + (", fp16" if cuda else "")] = (
+                    lambda batch, st=st: st.predict(batch, batch_size=64, show_progress_bar=False))
+                for run in systems.values():  # warm-up (CUDA context, kernels, allocator)
+                    run(pairs[:64])
                 best = {label: float("inf") for label in systems}
                 for _ in range(args.rounds):  # alternating rounds: machine noise hits every system alike
-                    for label, system in systems.items():
-                        kwargs = {"batch_size": 64, "show_progress_bar": False} if system is st else {}
-                        best[label] = min(best[label], timed(lambda: system.predict(pairs, **kwargs), sync))
-                for label, system in systems.items():
-                    kwargs = {"batch_size": 64, "show_progress_bar": False} if system is st else {}
-                    calls = [timed(lambda: system.predict(latency_pairs, **kwargs), sync)
-                             for _ in range(3 if args.smoke else 20)]
+                    for label, run in systems.items():
+                        best[label] = min(best[label], timed(lambda: run(pairs), sync))
+                for label, run in systems.items():
+                    calls = [timed(lambda: run(latency_pairs), sync) for _ in range(3 if args.smoke else 20)]
                     row = {"model": name, "max_length": max_length, "system": label,
                            "pairs_per_s": len(pairs) / best[label], "latency_k100_ms": 1000 * statistics.median(calls)}
                     results["rows"].append(row)

@@ -20,7 +20,6 @@ Nothing from the COVID FAQ, Quora dev/test or STS-B dev/test is read.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import re
@@ -30,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from crossrank.data.formats import read_qrels
+from crossrank.training.datasets import read_labelled_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT.parent / "shared" / "data"
@@ -52,13 +54,6 @@ def detokenise(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
-def read_tsv(path: Path) -> list[list[str]]:
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        next(reader)
-        return [row for row in reader if row]
-
-
 def read_pool() -> tuple[list[str], list[str], dict[str, set[str]]]:
     """(texts, source of each, labelled Quora duplicates by text)."""
     texts: dict[str, str] = {}  # normalised -> text (first spelling wins)
@@ -72,21 +67,21 @@ def read_pool() -> tuple[list[str], list[str], dict[str, set[str]]]:
             texts[key], sources[key] = text, source
         return texts.get(key, text)
 
-    for row in read_tsv(DATA / "quora-duplicates" / "pairs" / "train.tsv"):
-        a, b = add(detokenise(row[1]), "quora"), add(detokenise(row[2]), "quora")
-        if row[3] == "1" and a.lower() != b.lower():
+    for _, first, second, label in read_labelled_pairs(DATA / "quora-duplicates" / "pairs" / "train.tsv"):
+        a, b = add(detokenise(first), "quora"), add(detokenise(second), "quora")
+        if label == 1 and a.lower() != b.lower():
             duplicates.setdefault(a, set()).add(b)
             duplicates.setdefault(b, set()).add(a)
     for line in open(DATA / "msmarco-dev-small" / "queries.jsonl", encoding="utf-8"):
         add(json.loads(line)["text"], "msmarco")
-    wikiqa_train = {row[0] for row in read_tsv(DATA / "wikiqa" / "qrels" / "train.tsv")}
+    wikiqa_train = read_qrels(DATA / "wikiqa" / "qrels" / "train.tsv").qrels
     for line in open(DATA / "wikiqa" / "queries.jsonl", encoding="utf-8"):
         obj = json.loads(line)
         if obj["_id"] in wikiqa_train:
             add(obj["text"], "wikiqa")
-    for row in read_tsv(DATA / "stsb" / "pairs" / "train.tsv"):
-        add(row[1], "stsb")
-        add(row[2], "stsb")
+    for _, first, second, _ in read_labelled_pairs(DATA / "stsb" / "pairs" / "train.tsv"):
+        add(first, "stsb")
+        add(second, "stsb")
     keys = list(texts)
     return [texts[k] for k in keys], [sources[k] for k in keys], duplicates
 

@@ -16,19 +16,20 @@ from pathlib import Path
 
 import numpy as np
 
-from build_groups import DATA, read_tsv
+from build_groups import DATA
 
 
 def main() -> None:
     from crossrank.cross_encoder import CrossEncoder
-    from crossrank.ranking.calibration import expected_calibration_error, fit_calibration
+    from crossrank.ranking.calibration import Calibration, expected_calibration_error, fit_calibration
+    from crossrank.training.datasets import read_labelled_pairs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="Model folder; calibration.json is written into it.")
     parser.add_argument("--method", default="platt")
     args = parser.parse_args()
 
-    rows = read_tsv(DATA / "quora-duplicates" / "pairs" / "dev.tsv")
+    rows = read_labelled_pairs(DATA / "quora-duplicates" / "pairs" / "dev.tsv")
     pairs = [(r[1], r[2]) for r in rows] + [(r[2], r[1]) for r in rows]
     labels = np.array([int(r[3]) for r in rows] * 2)
     model = CrossEncoder(str(args.model))
@@ -37,7 +38,7 @@ def main() -> None:
     half = len(rows) // 2  # pairs (in both orders) split by row: fit on the first half, measure on the second
     fit_rows = np.r_[0:half, len(rows):len(rows) + half]
     held = np.setdiff1d(np.arange(len(pairs)), fit_rows)
-    raw = 1 / (1 + np.exp(-scores))
+    raw = Calibration("temperature").probability(scores)  # sigmoid of the raw score
     calibration = fit_calibration(scores[fit_rows], labels[fit_rows], args.method)
     report = {"pairs": len(pairs), "method": args.method,
               "ece_before": expected_calibration_error(raw[held], labels[held]),

@@ -72,12 +72,10 @@ def groups_from_jsonl(path: Path) -> list[TrainingGroup]:
     return groups
 
 
-def groups_from_pairs(path: Path, both_orders: bool = True) -> list[TrainingGroup]:
-    """Labelled text pairs for a pair classifier (duplicate questions, paraphrases): a TSV with a header,
-    ``id  text1  text2  label`` (Quora's ``id q1 q2 label``, STS-B's ``id s1 s2 score``), read without quote
-    handling (a field may begin with a quote). Labels 0/1, or graded scores divided by the largest (STS-B's
-    0-5 become 0-1). Each pair is a group of one for BCE, in both orders when ``both_orders`` (a
-    cross-encoder is not symmetric; duplicates are)."""
+def read_labelled_pairs(path: Path) -> list[tuple[str, str, str, float]]:
+    """Rows ``(id, text1, text2, label)`` of a labelled-pair TSV with a header (Quora's ``id q1 q2 label``,
+    STS-B's ``id s1 s2 score``), read without quote handling (a field may begin with a quote); a malformed
+    row, an empty text or a negative or non-numeric label is a ``FormatError`` naming the line."""
     import csv
 
     rows = []
@@ -101,6 +99,14 @@ def groups_from_pairs(path: Path, both_orders: bool = True) -> list[TrainingGrou
             if value < 0 or value != value:
                 raise FormatError(f"{path}:{number}: label {label!r} must be 0 or more")
             rows.append((pair_id, first, second, value))
+    return rows
+
+
+def groups_from_pairs(path: Path, both_orders: bool = True) -> list[TrainingGroup]:
+    """Labelled text pairs for a pair classifier (duplicate questions, paraphrases), read by
+    ``read_labelled_pairs``. Labels 0/1, or graded scores divided by the largest (STS-B's 0-5 become 0-1). Each pair is a group of one for BCE, in both orders when ``both_orders`` (a
+    cross-encoder is not symmetric; duplicates are)."""
+    rows = read_labelled_pairs(path)
     top = max((r[3] for r in rows), default=1.0)
     scale = top if top > 1.0 else 1.0
     groups = []

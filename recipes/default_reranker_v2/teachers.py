@@ -74,7 +74,10 @@ class BiEncoderTeacher:
     def embed(self, texts: list[str], prefix: str) -> np.ndarray:
         keys = [self.key(prefix + t) for t in texts]
         missing = sorted({(k, prefix + t) for k, t in zip(keys, texts) if k not in self.cache}, key=lambda x: len(x[1]))
-        for start in range(0, len(missing), self.batch_size):
+        from tqdm import tqdm  # progress on stderr: a terminal bar, and a line per update in a log
+
+        for start in tqdm(range(0, len(missing), self.batch_size), desc=f"{self.spec.name} embeddings",
+                          unit="batch", disable=not missing, mininterval=10):
             chunk = missing[start:start + self.batch_size]
             batch = self.tokenizer([t for _, t in chunk], padding=True, truncation=True,
                                    max_length=self.spec.max_length, return_tensors="pt")

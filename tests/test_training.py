@@ -192,6 +192,20 @@ def test_train_command_on_a_beir_folder_and_jsonl(trainable_model, tiny_bi_encod
 
     assert BiEncoder(str(tmp_path / "bi")).encode(["apple"]).shape == (1, 32)
 
+    # Groups already scored by any teacher (here: scaled cosines of a bigger bi-encoder) need no --teacher.
+    scored = tmp_path / "scored.jsonl"
+    scored.write_text('{"query": "apple", "documents": ["apple apple", "stone", "cloud"], "labels": [18.0, 4.0, 2.0]}\n'
+                      '{"query": "river", "documents": ["river water", "paper"], "labels": [16.0, 3.0]}\n')
+    proc = run_cli(["distill", "--examples", str(scored), "--student", str(tiny_bi_encoder), "--output-dir",
+                    str(tmp_path / "bi2"), "--max-length", "32"])
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert json.loads(proc.stdout)["groups"] == 2 and (tmp_path / "bi2" / "modules.json").is_file()
+    proc = run_cli(["distill", "--examples", str(scored), "--teacher", str(tiny_model), "--output-dir",
+                    str(tmp_path / "bi3")])
+    assert proc.returncode == 3 and "drop --teacher" in proc.stderr.decode()
+    proc = run_cli(["distill", "--output-dir", str(tmp_path / "bi4")])
+    assert proc.returncode == 3 and "exactly one of --data" in proc.stderr.decode()
+
     examples = tmp_path / "ex.jsonl"
     examples.write_text('{"query": "apple", "positive": "apple apple", "negatives": ["stone", "cloud"]}\n'
                         '{"query": "river", "documents": ["river water", "paper"], "labels": [2.0, -1.0]}\n')

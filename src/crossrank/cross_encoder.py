@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+import weakref
+from copy import deepcopy
 from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from crossrank.engine.backends import check_combination, warn_if_slow
+from crossrank.engine.backends import check_combination, default_dtype, warn_if_slow
 from crossrank.engine.onnx_export import read_manifest, verify_export
 from crossrank.engine.scorer import ScoreStats, ScoringEngine
-from crossrank.engine.torch_backend import TorchBackend, resolve_device
+from crossrank.engine.token_budget import cuda_token_budget
+from crossrank.engine.torch_backend import TorchBackend, resolve_devices
 from crossrank.errors import BackendUnavailableError, InvalidInputError
 from crossrank.model.default import default_model_dir
 from crossrank.model.loading import LoadedModel, load_model
@@ -52,7 +55,14 @@ class CrossEncoder:
     A folder with ``ensemble.json`` scores as the ensemble it declares; ``use_ensemble=False`` scores with
     the folder's own weights alone.
 
-    ``backend``/``dtype``: ``torch`` in ``float32`` (the exact default), ``bfloat16`` or ``float16``;
+    ``device``: ``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``; ``devices=["cuda:0", "cuda:1"]`` (or
+    ``device="cuda"`` on a machine with several GPUs) loads one copy per device and shares each call's
+    batches between them by tokens. On CUDA the batch budget comes from the free memory
+    (``crossrank.engine.token_budget``), the next chunk of a big request is tokenized while the current one
+    runs, and ``close()`` (or deleting the object) gives the memory back.
+
+    ``backend``/``dtype``: ``torch`` in ``float32`` (the exact default on CPU; on CUDA ``bfloat16`` where the
+    GPU supports it, else ``float16``), ``bfloat16`` or ``float16``;
     ``onnx`` in ``float32`` or ``int8`` (CPU; the graph is exported on first use and cached, see
     ``crossrank.engine.export_cache``). A folder written by ``crossrank export`` runs with the backend and
     dtype it was exported for. ``crossrank.engine.backends`` lists what runs where.
@@ -61,7 +71,7 @@ class CrossEncoder:
     def __init__(
         self,
         model: str | os.PathLike | None = None,
-        device: str = "cpu",
+        device: str | Sequence[str] = "cpu",
         backend: str | None = None,
         max_length: int | None = None,
         *,
@@ -74,10 +84,14 @@ class CrossEncoder:
         cls_only_last_layer: bool = True,
         use_ensemble: bool = True,
         packed: bool = False,
+        devices: Sequence[str] | None = None,
     ):
-        loaded, self.backend = _load_backend(model if model is not None else default_model_dir(), device, backend,
-                                             dtype, max_length, trust_remote_code, revision, cls_only_last_layer,
-                                             packed)
+        if devices is not None:
+            device = list(devices)
+        loaded, self.backends = _load_backend(model if model is not None else default_model_dir(), device, backend,
+                                              dtype, max_length, trust_remote_code, revision, cls_only_last_layer,
+                                              packed)
+        self.backend = self.backends[0]
         self.backend_name, self.dtype = self.backend.name, self.backend.dtype_name
         self.model_dir = loaded.model_dir
         self.max_length = loaded.max_length
@@ -90,12 +104,21 @@ class CrossEncoder:
         own_weights_only = not use_ensemble and config is not None
         self.calibration = None if own_weights_only else Calibration.load(loaded.model_dir)
         self.tokenizer = PairTokenizer(loaded.tokenizer, loaded.max_length, query_max_tokens)
-        self.device = str(self.backend.device)
+        self.device = str(self.backend.device)  # the first one where there are several
+        self.devices = [str(b.device) for b in self.backends]
+        device_type = self.backend.device.type
         if batch_tokens is None:
-            batch_tokens = DEFAULT_BATCH_TOKENS.get(self.backend.device.type, 8192)
+            batch_tokens = DEFAULT_BATCH_TOKENS.get(device_type, 8192)
+            if device_type == "cuda":  # what the emptiest-handed GPU can hold, measured after loading
+                batch_tokens = min(cuda_token_budget(b.device, b.model.config, b.dtype.itemsize, loaded.max_length)
+                                   for b in self.backends)
         if batch_tokens < 1:
             raise InvalidInputError(f"batch_tokens must be positive, got {batch_tokens}")
-        self.engine = ScoringEngine(self.tokenizer, self.backend, batch_tokens, max_batch_size)
+        self.engine = ScoringEngine(self.tokenizer, self.backends, batch_tokens, max_batch_size,
+                                    overlap_tokenization=device_type == "cuda")
+        # A GPU's memory goes back when the CrossEncoder is deleted (or close()d), not when the process ends.
+        self._release = weakref.finalize(self, _close_backends, list(self.backends))
+        self._release.atexit = False  # the process's end frees everything anyway
         self.last_stats: ScoreStats | None = None
         self.ensemble = self._load_ensemble(config if use_ensemble else None, batch_tokens, trust_remote_code)
 
@@ -108,7 +131,7 @@ class CrossEncoder:
                 members.append(_OwnWeights(self))
             elif member.kind == "cross-encoder":
                 # Partners run where this model runs: the resolved device, never the literal "auto".
-                members.append(CrossEncoder(self.model_dir / member.path, device=self.device,
+                members.append(CrossEncoder(self.model_dir / member.path, device=self.devices,
                                             backend=self.backend_name, dtype=self.dtype,
                                             batch_tokens=batch_tokens, trust_remote_code=trust_remote_code))
             else:
@@ -137,8 +160,26 @@ class CrossEncoder:
     def _score(self, queries: list[str], documents: list[str], progress) -> np.ndarray:
         return self.score_with_stats(queries, documents, progress)[0]
 
+    def close(self) -> None:
+        """Free the model's memory now (on a GPU: give it back to the card); scoring afterwards is an error.
+
+        Deleting the last reference does the same; ``with CrossEncoder(...) as model:`` closes at the end.
+        """
+        if self.ensemble is not None:
+            for member in self.ensemble.members:
+                if isinstance(member, CrossEncoder):
+                    member.close()
+        self._release()
+
+    def __enter__(self) -> "CrossEncoder":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
     def __repr__(self) -> str:
-        return (f"CrossEncoder({str(self.model_dir)!r}, device={self.device!r}, backend={self.backend_name!r}, "
+        where = f"devices={self.devices!r}" if len(self.devices) > 1 else f"device={self.device!r}"
+        return (f"CrossEncoder({str(self.model_dir)!r}, {where}, backend={self.backend_name!r}, "
                 f"dtype={self.dtype!r}, max_length={self.max_length})")
 
     def score(self, pairs: Sequence[tuple[str, str]], *, apply_activation: bool = False,
@@ -246,18 +287,24 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
     from crossrank.engine.onnx_export import open_graph
 
     model_dir = resolve_model_dir(model, revision)
+    devices = resolve_devices(device)
+    device_type = devices[0].type
+    if len({d.type for d in devices}) > 1:
+        raise BackendUnavailableError(f"devices {[str(d) for d in devices]} mix device types: use one type")
+    if len(devices) > 1 and (backend or "torch") != "torch":
+        raise BackendUnavailableError(f"several devices run on backend='torch', not {backend!r}")
     manifest = read_manifest(model_dir)
     if manifest is not None:  # a folder written by `crossrank export`
         wanted = (backend or manifest["backend"], dtype or manifest["dtype"])
-        if wanted != (manifest["backend"], manifest["dtype"]) or resolve_device(device).type != "cpu":
+        if wanted != (manifest["backend"], manifest["dtype"]) or device_type != "cpu" or len(devices) > 1:
             raise BackendUnavailableError(
                 f"{model_dir} is an export for backend={manifest['backend']!r} dtype={manifest['dtype']!r} on the CPU; "
                 f"for {wanted[0]}/{wanted[1]} on {device} load the source model ({manifest.get('source')})")
         loaded = load_model(model_dir, max_length=max_length, trust_remote_code=trust_remote_code,
                             with_weights=False)
-        return loaded, open_graph(manifest["backend"], verify_export(model_dir, manifest), manifest["dtype"])
-    backend, dtype = backend or "torch", dtype or "float32"
-    device_type = resolve_device(device).type
+        return loaded, [open_graph(manifest["backend"], verify_export(model_dir, manifest), manifest["dtype"])]
+    backend = backend or "torch"
+    dtype = dtype or default_dtype(backend, device_type)
     check_combination(backend, dtype, device_type)
     warn_if_slow(backend, dtype, device_type)
     def load(with_weights: bool = True) -> LoadedModel:
@@ -271,10 +318,21 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
 
         # The torch weights are read only when the cached graph has to be (re)built.
         graph = cached_onnx_export(model_dir, dtype, load, cls_only_last_layer, backend)
-        return load(with_weights=False), open_graph(backend, graph, dtype)
+        return load(with_weights=False), [open_graph(backend, graph, dtype)]
     loaded = load()
-    return loaded, TorchBackend(loaded, device=device, dtype=dtype, cls_only_last_layer=cls_only_last_layer,
-                                packed=packed)
+    backends = []
+    for position, target in enumerate(devices):  # one copy of the weights per device
+        copy = loaded if position == len(devices) - 1 else replace(loaded, model=deepcopy(loaded.model))
+        backends.append(TorchBackend(copy, device=str(target), dtype=dtype, cls_only_last_layer=cls_only_last_layer,
+                                     packed=packed))
+    return loaded, backends
+
+
+def _close_backends(backends: list) -> None:
+    for backend in backends:
+        close = getattr(backend, "close", None)
+        if close is not None:
+            close()
 
 
 class _OwnWeights:

@@ -92,7 +92,7 @@ def rerank(
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair (default: the model's)."),
     query_max_tokens: int = typer.Option(64, "--query-max-tokens", min=1, help="Tokens kept of each query."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad lines and go on instead of stopping."),
@@ -148,7 +148,7 @@ def rerank_run(
     depth: int = typer.Option(100, "--depth", "-k", min=1, help="Candidates reranked per query."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     reranker: str = typer.Option("cross-encoder", "--reranker", help="cross-encoder, or bi-encoder (cosine baseline)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
@@ -193,7 +193,7 @@ def experiment(
     relevance_level: Optional[int] = typer.Option(None, "--relevance-level", min=1, help="Binary relevance grade."),
     latency_queries: int = typer.Option(50, "--latency-queries", min=0, help="Queries timed one by one per K."),
     output_dir: Path = typer.Option(Path("experiment"), "--output-dir", "-o", help="Report, plots and runs go here."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
@@ -318,7 +318,7 @@ def search(
     chunking: bool = typer.Option(True, "--chunking/--no-chunking", help="Score long documents window by window."),
     overlap: int = typer.Option(64, "--overlap", min=0, help="Tokens shared by consecutive windows."),
     aggregation: str = typer.Option("max", "--aggregation", help="Window scores -> document: max, mean, first, topk-mean."),
-    device: str = typer.Option("cpu", "--device", help="Reranker device."),
+    device: str = typer.Option("cpu", "--device", help="Reranker device: cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1."),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the single query's hits as JSON."),
@@ -338,7 +338,7 @@ def serve(
     port: int = typer.Option(8080, "--port", envvar="CROSSRANK_PORT", min=0, max=65535, help="Port (0: any free port)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CROSSRANK_API_KEY", help="Require 'Authorization: Bearer KEY'. A flag shows in `ps`: prefer the environment variable or --api-key-file."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", envvar="CROSSRANK_API_KEY_FILE", help="Read the API key from this file (its first line)."),
-    device: str = typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE", help="cpu, cuda, cuda:N, mps or auto."),
+    device: str = typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
     backend: Optional[str] = _backend_option(env=True),
     dtype: Optional[str] = _dtype_option(env=True),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", envvar="CROSSRANK_BATCH_TOKENS", min=1, help="Padded tokens per batch."),
@@ -576,7 +576,8 @@ def train(
 @app.command()
 def distill(
     output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where the distilled bi-encoder is saved."),
-    data: Path = typer.Option(..., "--data", help="BEIR folder: judged positives of --split plus BM25 negatives."),
+    data: Optional[Path] = typer.Option(None, "--data", help="BEIR folder: judged positives of --split plus BM25 negatives."),
+    examples: Optional[Path] = typer.Option(None, "--examples", help="JSONL groups {query, documents, labels} whose labels are already teacher scores (any teacher, e.g. a bigger bi-encoder's scaled cosines); the first document is the one the others are compared with. Instead of --data and --teacher."),
     teacher: Optional[str] = typer.Option(None, "--teacher", help="Cross-encoder teacher (default: the shipped reranker)."),
     student: Optional[str] = typer.Option(None, "--student", help="Sentence-transformers bi-encoder (default: all-MiniLM-L6-v2)."),
     split: str = typer.Option("train", "--split", help="Qrels split to train on."),
@@ -598,17 +599,25 @@ def distill(
         from crossrank.cross_encoder import CrossEncoder
         from crossrank.model.default import encoder_dir
         from crossrank.training.bi_encoder_distillation import DistillConfig, distil_bi_encoder, teacher_groups
-        from crossrank.training.datasets import groups_from_beir
-
-        groups = groups_from_beir(data, split, negatives, rank_range, seed=seed)
-        if not groups:
-            raise InvalidInputError("no training groups: check the split and that queries have judged positives")
-        ce = CrossEncoder(teacher, device=device)
         from crossrank.cli.progress import pair_progress
+        from crossrank.training.datasets import groups_from_beir, groups_from_jsonl
 
-        total = sum(len(g.documents) for g in groups)
-        with pair_progress(True, "teacher scoring", total) as advance:
-            scored = teacher_groups(groups, lambda pairs: ce.score(pairs, progress=advance))
+        if (data is None) == (examples is None):
+            raise InvalidInputError("give exactly one of --data BEIR_FOLDER or --examples FILE")
+        if examples is not None:
+            if teacher is not None:
+                raise InvalidInputError("--examples already holds the teacher's scores: drop --teacher")
+            scored = groups_from_jsonl(examples)
+            if not any(len(g.documents) >= 2 for g in scored):
+                raise InvalidInputError(f"{examples}: no group has two or more documents to compare")
+        else:
+            groups = groups_from_beir(data, split, negatives, rank_range, seed=seed)
+            if not groups:
+                raise InvalidInputError("no training groups: check the split and that queries have judged positives")
+            ce = CrossEncoder(teacher, device=device)
+            total = sum(len(g.documents) for g in groups)
+            with pair_progress(True, "teacher scoring", total) as advance:
+                scored = teacher_groups(groups, lambda pairs: ce.score(pairs, progress=advance))
         config = DistillConfig(epochs=epochs, learning_rate=learning_rate, groups_per_batch=groups_per_batch,
                                scale=scale, max_length=max_length, seed=seed, precision=precision)
         with pair_progress(True, "distillation steps", unit="steps") as advance:

@@ -2,9 +2,9 @@
 
 | backend | dtype | device | what runs |
 |---|---|---|---|
-| torch | float32 (default) | any | PyTorch, exact reference |
-| torch | bfloat16 | CPU, CUDA | PyTorch autocast; fast on CPUs with AVX512-BF16 or AMX |
-| torch | float16 | CUDA, MPS | PyTorch half precision |
+| torch | float32 (default on CPU) | any | PyTorch, exact reference |
+| torch | bfloat16 | CPU, CUDA (default on Ampere and newer) | PyTorch autocast; fast on CPUs with AVX512-BF16 or AMX |
+| torch | float16 | CUDA (default before Ampere), MPS | PyTorch half precision |
 | onnx | float32, int8 | CPU | ONNX Runtime over an exported graph (int8: VNNI kernels where the CPU has them) |
 | openvino | float32, int8 | CPU | OpenVINO over the same graph (int8: static, calibrated at export) |
 
@@ -48,6 +48,18 @@ def fast_bfloat16() -> bool:
 def fast_int8() -> bool:
     features = cpu_features()
     return features["avx512_vnni"] or features["avx_vnni"] or features["amx_int8"]
+
+
+def default_dtype(backend: str, device_type: str) -> str:
+    """The dtype when none is asked for: float32 (exact) on the CPU; on CUDA bfloat16 where the GPU has
+    native bf16 (Ampere and newer: fp16's range without loss scaling), float16 elsewhere; float16 on MPS."""
+    if backend != "torch" or device_type == "cpu":
+        return "float32"
+    if device_type == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float16" if device_type == "mps" else "float32"
 
 
 def check_combination(backend: str, dtype: str, device_type: str) -> None:

@@ -1,17 +1,20 @@
-"""The scoring engine: tokenize, plan token-budget batches, pad, run the backend, restore input order."""
+"""The scoring engine: tokenize, plan token-budget batches, pad, run the backend(s), restore input order."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 from crossrank.engine.batching import plan_batches
-from crossrank.model.tokenization import PairTokenizer
+from crossrank.errors import BackendUnavailableError, InvalidInputError
+from crossrank.model.tokenization import PairTokenizer, TokenizedPairs
 
 logger = logging.getLogger("crossrank")
 
@@ -61,13 +64,29 @@ class ScoreStats:
 
 
 class ScoringEngine:
-    """Scores many (query, document) pairs with as little padding and as few passes as possible."""
+    """Scores many (query, document) pairs with as little padding and as few passes as possible.
 
-    def __init__(self, tokenizer: PairTokenizer, backend, batch_tokens: int, max_batch_size: int = 512):
+    ``backend`` is one backend or a list of them (one per device, ``CrossEncoder(devices=[...])``): the
+    planned batches are then shared between them by padded tokens and run side by side, one thread each
+    (a GPU's kernels release the GIL). ``overlap_tokenization`` tokenizes requests of more than
+    ``chunk_pairs`` pairs in chunks, the next chunk in a background thread while the current one runs
+    (the Rust tokenizer releases the GIL too); on a GPU that hides tokenization, on a busy CPU it would
+    only compete for the cores, so ``CrossEncoder`` switches it on for CUDA. A batch that runs out of
+    device memory is split in two and retried, and the budget lowered for the batches after it.
+    """
+
+    def __init__(self, tokenizer: PairTokenizer, backend, batch_tokens: int, max_batch_size: int = 512,
+                 overlap_tokenization: bool = False, chunk_pairs: int = 2048):
         self.tokenizer = tokenizer
-        self.backend = backend
+        self.backends = list(backend) if isinstance(backend, (list, tuple)) else [backend]
+        if not self.backends:
+            raise ValueError("a scoring engine needs at least one backend")
+        self.backend = self.backends[0]
         self.batch_tokens = int(batch_tokens)
         self.max_batch_size = int(max_batch_size)
+        self.overlap_tokenization = bool(overlap_tokenization)
+        self.chunk_pairs = max(1, int(chunk_pairs))
+        self._lock = threading.Lock()  # progress callbacks and the budget, shared by device threads
 
     def score(self, queries: Sequence[str], documents: Sequence[str],
               progress: ProgressCallback | None = None) -> tuple[np.ndarray, ScoreStats]:
@@ -75,30 +94,11 @@ class ScoringEngine:
         stats = ScoreStats(pairs=len(documents))
         if not documents:
             return np.zeros(0, dtype=np.float32), stats
-        start = time.perf_counter()
-        tokens = self.tokenizer(queries, documents)
-        stats.tokenize_seconds = time.perf_counter() - start
-        stats.truncated_pairs = tokens.truncated_pairs
-        stats.truncated_queries = tokens.truncated_queries
-        stats.tokens_dropped = tokens.tokens_dropped
-        stats.tokens_dropped_estimated = tokens.tokens_dropped_estimated
-
-        scores = torch.empty(len(documents), dtype=torch.float32, device=self.backend.device)
-        for batch in plan_batches(tokens.lengths, self.batch_tokens, self.max_batch_size):
-            start = time.perf_counter()
-            ids, mask, types = self._pad(tokens, batch)
-            stats.pad_seconds += time.perf_counter() - start
-            start = time.perf_counter()
-            scores[torch.from_numpy(batch).to(scores.device)] = self.backend.score_batch(ids, mask, types)
-            stats.forward_seconds += time.perf_counter() - start
-            stats.batches += 1
-            stats.real_tokens += int(tokens.lengths[batch].sum())
-            stats.padded_tokens += ids.size
-            if progress is not None:
-                progress(len(batch))
-        start = time.perf_counter()
-        result = scores.cpu().numpy()  # synchronises a GPU once, at the end
-        stats.forward_seconds += time.perf_counter() - start
+        if len(queries) != len(documents):
+            raise InvalidInputError(f"{len(queries)} queries but {len(documents)} documents")
+        result = np.empty(len(documents), dtype=np.float32)
+        for offset, tokens in self._tokenized_chunks(queries, documents, stats):
+            result[offset:offset + len(tokens.lengths)] = self._score_tokens(tokens, stats, progress)
         logger.debug("scored %d pairs in %d batches (%.1f%% padding) in %.3f s", stats.pairs, stats.batches,
                      100 * stats.padding_waste, stats.total_seconds)
         if stats.truncated_pairs:
@@ -110,8 +110,117 @@ class ScoringEngine:
             )
         return result, stats
 
-    def _pad(self, tokens, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        return pad_batch(tokens, batch, self.tokenizer.pad_id)
+    def _tokenized_chunks(self, queries: Sequence[str], documents: Sequence[str], stats: ScoreStats
+                          ) -> Iterator[tuple[int, TokenizedPairs]]:
+        """(offset, tokens) of the whole request, or of chunks tokenized one ahead in a background thread."""
+        n = len(documents)
+        size = self.chunk_pairs if self.overlap_tokenization else n
+        starts = list(range(0, n, size))
+
+        def tokenize(start: int) -> tuple[TokenizedPairs, float]:
+            began = time.perf_counter()
+            tokens = self.tokenizer(queries[start:start + size], documents[start:start + size])
+            return tokens, time.perf_counter() - began
+
+        def account(tokens: TokenizedPairs, seconds: float) -> TokenizedPairs:
+            stats.tokenize_seconds += seconds
+            stats.truncated_pairs += tokens.truncated_pairs
+            stats.truncated_queries += tokens.truncated_queries
+            stats.tokens_dropped += tokens.tokens_dropped
+            stats.tokens_dropped_estimated |= tokens.tokens_dropped_estimated
+            return tokens
+
+        if len(starts) == 1:
+            yield 0, account(*tokenize(0))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="crossrank-tokenize") as pool:
+            pending = pool.submit(tokenize, starts[0])
+            for position, start in enumerate(starts):
+                tokens = account(*pending.result())
+                if position + 1 < len(starts):
+                    pending = pool.submit(tokenize, starts[position + 1])
+                yield start, tokens
+
+    def _score_tokens(self, tokens: TokenizedPairs, stats: ScoreStats,
+                      progress: ProgressCallback | None) -> np.ndarray:
+        batches = plan_batches(tokens.lengths, self.batch_tokens, self.max_batch_size)
+        if len(self.backends) == 1:
+            return self._run(self.backend, tokens, batches, stats, progress)
+        shares = split_by_tokens(batches, tokens.lengths, len(self.backends))
+        parts = [ScoreStats() for _ in self.backends]
+        with ThreadPoolExecutor(max_workers=len(self.backends), thread_name_prefix="crossrank-device") as pool:
+            futures = [pool.submit(self._run, backend, tokens, share, part, progress)
+                       for backend, share, part in zip(self.backends, shares, parts) if share]
+            results = [future.result() for future in futures]
+        scores = np.zeros(len(tokens.lengths), dtype=np.float32)
+        for result, share in zip(results, [share for share in shares if share]):
+            rows = np.concatenate(share)
+            scores[rows] = result[rows]
+        for part in parts:
+            stats.batches += part.batches
+            stats.real_tokens += part.real_tokens
+            stats.padded_tokens += part.padded_tokens
+            stats.pad_seconds += part.pad_seconds
+            stats.forward_seconds = max(stats.forward_seconds, part.forward_seconds)  # side by side: wall time
+        return scores
+
+    def _run(self, backend, tokens: TokenizedPairs, batches: list[np.ndarray], stats: ScoreStats,
+             progress: ProgressCallback | None) -> np.ndarray:
+        """Scores of the pairs in ``batches`` (other rows zero), each batch one forward pass on ``backend``."""
+        scores = torch.zeros(len(tokens.lengths), dtype=torch.float32, device=backend.device)
+        queue = list(reversed(batches))
+        while queue:
+            batch = queue.pop()
+            start = time.perf_counter()
+            ids, mask, types = pad_batch(tokens, batch, self.tokenizer.pad_id)
+            stats.pad_seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            try:
+                scores[torch.from_numpy(batch).to(scores.device)] = backend.score_batch(ids, mask, types)
+            except torch.OutOfMemoryError:
+                if len(batch) == 1:
+                    raise BackendUnavailableError(
+                        f"out of memory on {backend.device} scoring a single pair of {ids.shape[1]} tokens: "
+                        "lower max_length or free the device") from None
+                self._lower_budget(ids.size, backend.device)
+                half = len(batch) // 2
+                queue += [batch[half:], batch[:half]]  # the first half runs next
+                continue
+            finally:
+                stats.forward_seconds += time.perf_counter() - start
+            stats.batches += 1
+            stats.real_tokens += int(tokens.lengths[batch].sum())
+            stats.padded_tokens += ids.size
+            if progress is not None:
+                with self._lock:
+                    progress(len(batch))
+        start = time.perf_counter()
+        result = scores.cpu().numpy()  # synchronises a GPU once, at the end
+        stats.forward_seconds += time.perf_counter() - start
+        return result
+
+    def _lower_budget(self, failed_tokens: int, device) -> None:
+        """After an out-of-memory error: later batches get at most half the tokens of the one that failed."""
+        with self._lock:
+            lowered = max(self.tokenizer.max_length, min(self.batch_tokens, failed_tokens // 2))
+            if lowered < self.batch_tokens:
+                logger.warning("out of memory on %s with a batch of %d padded tokens: batch budget %d -> %d",
+                               device, failed_tokens, self.batch_tokens, lowered)
+                self.batch_tokens = lowered
+        if getattr(device, "type", "") == "cuda":
+            torch.cuda.empty_cache()
+
+
+def split_by_tokens(batches: list[np.ndarray], lengths: np.ndarray, devices: int) -> list[list[np.ndarray]]:
+    """Share batches between devices so each gets about the same padded tokens (longest batches first,
+    each to the least loaded device); a device's batches keep their planned order."""
+    shares: list[list[np.ndarray]] = [[] for _ in range(devices)]
+    load = [0] * devices
+    for batch in batches:  # plan_batches orders them longest first
+        target = load.index(min(load))
+        shares[target].append(batch)
+        load[target] += len(batch) * int(lengths[batch].max())
+    return shares
 
 
 def pad_batch(tokens, batch: np.ndarray, pad_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

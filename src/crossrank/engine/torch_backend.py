@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -31,6 +33,24 @@ def resolve_device(device: str | None) -> torch.device:
     if resolved.type == "mps" and not torch.backends.mps.is_available():
         raise BackendUnavailableError(f"device {device!r} requested but MPS is not available on this machine")
     return resolved
+
+
+def resolve_devices(device: str | Sequence[str] | None) -> list[torch.device]:
+    """The devices one ``CrossEncoder`` runs on: one engine each, the pairs split between them by tokens.
+
+    A list (``["cuda:0", "cuda:1"]``) or a comma-separated string (``"cuda:0,cuda:1"``, what the CLI's
+    ``--device`` passes) names them; a bare ``"cuda"`` on a machine with several GPUs means all of them.
+    Anything else is one device (``resolve_device``). The same device twice is allowed (two model copies).
+    """
+    if isinstance(device, str) and "," in device:
+        device = [part for part in device.split(",") if part.strip()]
+    if isinstance(device, (list, tuple)):
+        if not device:
+            raise BackendUnavailableError("devices=[] names no device: give at least one, e.g. ['cuda:0']")
+        return [resolve_device(name) for name in device]
+    if (device or "").strip().lower() == "cuda" and torch.cuda.is_available() and torch.cuda.device_count() > 1:
+        return [torch.device("cuda", index) for index in range(torch.cuda.device_count())]
+    return [resolve_device(device)]
 
 
 class TorchBackend:
@@ -65,6 +85,11 @@ class TorchBackend:
         else:
             self._forward = lambda inputs: self.model(**inputs).logits
 
+    def close(self) -> None:
+        """Drop the weights and give a GPU's cached blocks back (``CrossEncoder.close`` calls it)."""
+        self.model = self._forward = None
+        release_device_memory(self.device)
+
     @torch.inference_mode()
     def score_batch(self, input_ids: np.ndarray, attention_mask: np.ndarray,
                     token_type_ids: np.ndarray | None) -> torch.Tensor:
@@ -82,10 +107,22 @@ class TorchBackend:
         return logits[:, 1] - logits[:, 0]
 
     def _to_device(self, array: np.ndarray) -> torch.Tensor:
+        if self._forward is None:
+            raise BackendUnavailableError("this CrossEncoder was closed: load the model again to score")
         tensor = torch.from_numpy(array)
         if self.device.type == "cuda":
             return tensor.pin_memory().to(self.device, non_blocking=True)
         return tensor.to(self.device)
+
+
+def release_device_memory(device: torch.device) -> None:
+    """Free what no tensor uses any more and, on CUDA, return the caching allocator's blocks to the card."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda" and torch.cuda.is_available():
+        with torch.cuda.device(device):
+            torch.cuda.empty_cache()
 
 
 def _keep_head_in_float32(model: torch.nn.Module) -> None:

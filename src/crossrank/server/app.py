@@ -64,7 +64,8 @@ def create_app(load_model: Callable[[], object], settings: ServerSettings,
             if state.shutting_down:  # a SIGTERM came while the model was loading
                 worker.begin_shutdown(settings.shutdown_grace_s)
             logger.info(json.dumps({"event": "model_loaded", "model": str(ce.model_dir), "device": ce.device,
-                                    "backend": ce.backend_name, "dtype": ce.dtype}))
+                                    "devices": ce.devices, "backend": ce.backend_name, "dtype": ce.dtype,
+                                    "batch_tokens": ce.engine.batch_tokens}))
         except Exception as exc:  # noqa: BLE001 - reported by /health
             state.load_error = f"{type(exc).__name__}: {exc}"
             logger.error(json.dumps({"event": "model_load_failed", "error": state.load_error}))

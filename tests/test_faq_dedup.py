@@ -76,6 +76,21 @@ def test_fused_ranking_combines_both_models_ranks(faq, tiny_ce, bi):
         FaqMatcher(faq, tiny_ce, bi, rank_by="votes")
 
 
+def test_bi_encoder_ranking_keeps_the_cosine_order_and_the_cross_encoders_threshold(faq, tiny_ce, bi):
+    plain = FaqMatcher(faq, tiny_ce, bi, shortlist=8).match(QUESTIONS, threshold=0.0, top_k=8)
+    by_cosine = FaqMatcher(faq, tiny_ce, bi, shortlist=8, rank_by="bi-encoder").match(QUESTIONS, threshold=0.0,
+                                                                                        top_k=8)
+    for p, b in zip(plain, by_cosine):
+        assert sorted(p.candidates, key=lambda c: -c.cosine) == b.candidates  # same scores, cosine order
+        assert b.match == b.candidates[0]
+    strict = FaqMatcher(faq, tiny_ce, bi, shortlist=8, rank_by="bi-encoder").match(QUESTIONS, threshold=1.0)
+    assert all(r.match is None for r in strict)  # the cross-encoder's probability still decides "no answer"
+    first = by_cosine[0].candidates[0].probability
+    halfway = FaqMatcher(faq, tiny_ce, bi, shortlist=8, rank_by="bi-encoder").match(
+        {by_cosine[0].query_id: QUESTIONS[by_cosine[0].query_id]}, threshold=first + 1e-9)
+    assert halfway[0].match is None and halfway[0].candidates[0].id == by_cosine[0].candidates[0].id
+
+
 def test_match_refuses_bad_input(faq, tiny_ce, bi):
     with pytest.raises(InvalidInputError, match="FAQ is empty"):
         FaqMatcher({}, tiny_ce, bi)

@@ -674,7 +674,7 @@ def match(
     top_k: int = typer.Option(5, "--top-k", min=1, help="Candidates listed per question."),
     shortlist: int = typer.Option(20, "--shortlist", min=1, help="FAQ entries the bi-encoder passes to the cross-encoder."),
     read: str = typer.Option("entry", "--read", help="What the cross-encoder reads of an entry: entry (question + answer) or question."),
-    rank_by: str = typer.Option("cross-encoder", "--rank-by", help="Order of the shortlist: cross-encoder, or fused (reciprocal-rank fusion with the bi-encoder)."),
+    rank_by: str = typer.Option("cross-encoder", "--rank-by", help="Order of the shortlist: cross-encoder, fused (reciprocal-rank fusion with the bi-encoder), or bi-encoder (its cosine; the cross-encoder only decides 'no answer')."),
     dense_model: Optional[str] = typer.Option(None, "--dense-model", help="Bi-encoder folder or hub id that shortlists the FAQ (default all-MiniLM-L6-v2, offline)."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto."),

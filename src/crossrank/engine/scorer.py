@@ -161,7 +161,7 @@ class ScoringEngine:
             stats.real_tokens += part.real_tokens
             stats.padded_tokens += part.padded_tokens
             stats.pad_seconds += part.pad_seconds
-            stats.forward_seconds = max(stats.forward_seconds, part.forward_seconds)  # side by side: wall time
+        stats.forward_seconds += max(part.forward_seconds for part in parts)  # side by side: the wall time
         return scores
 
     def _run(self, backend, tokens: TokenizedPairs, batches: list[np.ndarray], stats: ScoreStats,

@@ -8,7 +8,9 @@ match only when its calibrated probability reaches the threshold; otherwise the 
 ``rank_by="fused"`` orders the shortlist by reciprocal-rank fusion (k = 60) of the bi-encoder's and the
 cross-encoder's ranks instead of the cross-encoder's alone: their errors differ, and a fixed fusion needs no
 weight fitted to anyone's FAQ. The threshold still applies to the cross-encoder's probability of the entry
-ranked first.
+ranked first. ``rank_by="bi-encoder"`` keeps the bi-encoder's order and uses the cross-encoder only to
+decide "no answer": the choice when a strong question-question bi-encoder (``--dense-model``) picks better
+than the cross-encoder reads, as measured on held-out data (benchmarks/faq_dedup_quality.py).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from crossrank.data.formats import Document
 from crossrank.errors import InvalidInputError
 
 READS = ("entry", "question")  # what the cross-encoder reads of an FAQ entry: question + answer, or question
-RANKINGS = ("cross-encoder", "fused")
+RANKINGS = ("cross-encoder", "fused", "bi-encoder")
 RRF_K = 60
 
 
@@ -99,6 +101,8 @@ class FaqMatcher:
             found.sort(key=lambda c: (-c.score, -c.cosine))
             if self.rank_by == "fused":
                 found = fuse_ranks(found)
+            elif self.rank_by == "bi-encoder":
+                found.sort(key=lambda c: -c.cosine)  # stable: equal cosines keep the cross-encoder's order
             best = found[0] if found and found[0].probability >= threshold else None
             results.append(MatchResult(qid, best, found[:top_k]))
         return results

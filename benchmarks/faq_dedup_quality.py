@@ -80,7 +80,7 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
     from crossrank.cross_encoder import CrossEncoder
     from crossrank.data.formats import read_corpus, read_qrels, read_queries
     from crossrank.model.bi_encoder import BiEncoder
-    from crossrank.pipeline.faq_match import FaqMatcher, fuse_ranks
+    from crossrank.pipeline.faq_match import FaqMatcher, order_candidates
 
     folder = DATA / "covid-faq"
     faq = read_corpus(folder / "corpus.jsonl")
@@ -104,10 +104,7 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
     for read, rank_by in (("entry", "cross-encoder"), ("question", "cross-encoder"), ("entry", "fused"),
                           ("question", "fused"), ("question", "bi-encoder")):
         results, seconds = scored[read]
-        if rank_by == "fused":
-            results = [replace(r, candidates=fuse_ranks(r.candidates)) for r in results]
-        elif rank_by == "bi-encoder":
-            results = [replace(r, candidates=sorted(r.candidates, key=lambda c: -c.cosine)) for r in results]
+        results = [replace(r, candidates=order_candidates(r.candidates, rank_by)) for r in results]
         accuracy = float(np.mean([r.candidates[0].id in qrels[r.query_id] for r in results]))
         answerable_right, unanswerable_null, nulls, nulls_right = 0, 0, 0, 0
         for r in results:
@@ -141,7 +138,7 @@ def ranking_dev_study(model_name: str, max_queries: int, dense_model: str | None
     from crossrank.cross_encoder import CrossEncoder
     from crossrank.data.formats import read_corpus, read_qrels, read_queries
     from crossrank.model.bi_encoder import BiEncoder
-    from crossrank.pipeline.faq_match import FaqMatcher, fuse_ranks
+    from crossrank.pipeline.faq_match import FaqMatcher, order_candidates
 
     folder = DATA / "quora-duplicates" / "retrieval"
     corpus = read_corpus(folder / "corpus.jsonl")
@@ -158,7 +155,7 @@ def ranking_dev_study(model_name: str, max_queries: int, dense_model: str | None
     matcher = FaqMatcher(corpus, model, bi, shortlist=20, read="question")
     results = matcher.match(queries, threshold=0.0, top_k=20)
     out["accuracy@1"]["cross-encoder"] = float(np.mean([r.candidates[0].id in qrels[r.query_id] for r in results]))
-    fused = [fuse_ranks(r.candidates)[0].id in qrels[r.query_id] for r in results]  # the same scores, fused
+    fused = [order_candidates(r.candidates, "fused")[0].id in qrels[r.query_id] for r in results]  # the same scores, fused
     out["accuracy@1"]["fused"] = float(np.mean(fused))
     print(json.dumps({"ranking_dev": out}), flush=True)
     return out

@@ -30,6 +30,13 @@ def _dtype_option(env: bool = False):
                         help="float32 (default), bfloat16, float16 (GPU) or int8 (onnx, openvino).")
 
 
+def _scoring_device_option(env: bool = False):
+    """--device of the verbs that score through CrossEncoder, which takes several devices."""
+    return typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE" if env else None,
+                        help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; "
+                             "plain cuda uses every GPU).")
+
+
 def _ray_option():
     return typer.Option(False, "--ray", help="Run on Ray (the [ray] extra): a local runtime, or --ray-address.")
 
@@ -92,7 +99,7 @@ def rerank(
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Tokens per pair (default: the model's)."),
     query_max_tokens: int = typer.Option(64, "--query-max-tokens", min=1, help="Tokens kept of each query."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
+    device: str = _scoring_device_option(),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Report bad lines and go on instead of stopping."),
@@ -148,7 +155,7 @@ def rerank_run(
     depth: int = typer.Option(100, "--depth", "-k", min=1, help="Candidates reranked per query."),
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Model folder or hub id; default: shipped model."),
     reranker: str = typer.Option("cross-encoder", "--reranker", help="cross-encoder, or bi-encoder (cosine baseline)."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
+    device: str = _scoring_device_option(),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
@@ -193,7 +200,7 @@ def experiment(
     relevance_level: Optional[int] = typer.Option(None, "--relevance-level", min=1, help="Binary relevance grade."),
     latency_queries: int = typer.Option(50, "--latency-queries", min=0, help="Queries timed one by one per K."),
     output_dir: Path = typer.Option(Path("experiment"), "--output-dir", "-o", help="Report, plots and runs go here."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
+    device: str = _scoring_device_option(),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", min=1, help="Padded tokens per batch."),
@@ -318,7 +325,7 @@ def search(
     chunking: bool = typer.Option(True, "--chunking/--no-chunking", help="Score long documents window by window."),
     overlap: int = typer.Option(64, "--overlap", min=0, help="Tokens shared by consecutive windows."),
     aggregation: str = typer.Option("max", "--aggregation", help="Window scores -> document: max, mean, first, topk-mean."),
-    device: str = typer.Option("cpu", "--device", help="Reranker device: cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1."),
+    device: str = _scoring_device_option(),
     backend: Optional[str] = _backend_option(),
     dtype: Optional[str] = _dtype_option(),
     as_json: bool = typer.Option(False, "--json", help="Print the single query's hits as JSON."),
@@ -338,7 +345,7 @@ def serve(
     port: int = typer.Option(8080, "--port", envvar="CROSSRANK_PORT", min=0, max=65535, help="Port (0: any free port)."),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="CROSSRANK_API_KEY", help="Require 'Authorization: Bearer KEY'. A flag shows in `ps`: prefer the environment variable or --api-key-file."),
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", envvar="CROSSRANK_API_KEY_FILE", help="Read the API key from this file (its first line)."),
-    device: str = typer.Option("cpu", "--device", envvar="CROSSRANK_DEVICE", help="cpu, cuda, cuda:N, mps or auto; several GPUs as cuda:0,cuda:1 (one engine each; plain cuda uses every GPU)."),
+    device: str = _scoring_device_option(env=True),
     backend: Optional[str] = _backend_option(env=True),
     dtype: Optional[str] = _dtype_option(env=True),
     batch_tokens: Optional[int] = typer.Option(None, "--batch-tokens", envvar="CROSSRANK_BATCH_TOKENS", min=1, help="Padded tokens per batch."),

@@ -146,16 +146,16 @@ class ScoringEngine:
         batches = plan_batches(tokens.lengths, self.batch_tokens, self.max_batch_size)
         if len(self.backends) == 1:
             return self._run(self.backend, tokens, batches, stats, progress)
-        shares = split_by_tokens(batches, tokens.lengths, len(self.backends))
-        parts = [ScoreStats() for _ in self.backends]
-        with ThreadPoolExecutor(max_workers=len(self.backends), thread_name_prefix="crossrank-device") as pool:
-            futures = [pool.submit(self._run, backend, tokens, share, part, progress)
-                       for backend, share, part in zip(self.backends, shares, parts) if share]
+        work = [(backend, share, ScoreStats()) for backend, share
+                in zip(self.backends, split_by_tokens(batches, tokens.lengths, len(self.backends))) if share]
+        with ThreadPoolExecutor(max_workers=len(work), thread_name_prefix="crossrank-device") as pool:
+            futures = [pool.submit(self._run, backend, tokens, share, part, progress) for backend, share, part in work]
             results = [future.result() for future in futures]
         scores = np.zeros(len(tokens.lengths), dtype=np.float32)
-        for result, share in zip(results, [share for share in shares if share]):
+        for result, (_, share, _) in zip(results, work):
             rows = np.concatenate(share)
             scores[rows] = result[rows]
+        parts = [part for _, _, part in work]
         for part in parts:
             stats.batches += part.batches
             stats.real_tokens += part.real_tokens
@@ -207,7 +207,7 @@ class ScoringEngine:
                 logger.warning("out of memory on %s with a batch of %d padded tokens: batch budget %d -> %d",
                                device, failed_tokens, self.batch_tokens, lowered)
                 self.batch_tokens = lowered
-        if getattr(device, "type", "") == "cuda":
+        if device.type == "cuda":
             torch.cuda.empty_cache()
 
 

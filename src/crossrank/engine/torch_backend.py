@@ -116,13 +116,15 @@ class TorchBackend:
 
 
 def release_device_memory(device: torch.device) -> None:
-    """Free what no tensor uses any more and, on CUDA, return the caching allocator's blocks to the card."""
+    """On CUDA, free what no tensor uses any more and return the caching allocator's blocks to the card
+    (on a CPU, dropping the last reference already frees the memory)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return
     import gc
 
     gc.collect()
-    if device.type == "cuda" and torch.cuda.is_available():
-        with torch.cuda.device(device):
-            torch.cuda.empty_cache()
+    with torch.cuda.device(device):
+        torch.cuda.empty_cache()
 
 
 def _keep_head_in_float32(model: torch.nn.Module) -> None:

@@ -98,17 +98,23 @@ class FaqMatcher:
             found = [MatchCandidate(self.entries[j].id, _question(self.entries[j]), float(probs[start + n]),
                                     float(scores[start + n]), float(cosines[i, j])) for n, j in enumerate(rows)]
             start += len(rows)
-            found.sort(key=lambda c: (-c.score, -c.cosine))
-            if self.rank_by == "fused":
-                found = fuse_ranks(found)
-            elif self.rank_by == "bi-encoder":
-                found.sort(key=lambda c: -c.cosine)  # stable: equal cosines keep the cross-encoder's order
+            found = order_candidates(found, self.rank_by)
             best = found[0] if found and found[0].probability >= threshold else None
             results.append(MatchResult(qid, best, found[:top_k]))
         return results
 
     def _text(self, entry: Document) -> str:
         return _question(entry) if self.read == "question" else entry.full_text
+
+
+def order_candidates(candidates: list[MatchCandidate], rank_by: str) -> list[MatchCandidate]:
+    """The shortlist in the order ``rank_by`` names (one of ``RANKINGS``), best first."""
+    by_score = sorted(candidates, key=lambda c: (-c.score, -c.cosine))
+    if rank_by == "fused":
+        return fuse_ranks(by_score)
+    if rank_by == "bi-encoder":
+        return sorted(by_score, key=lambda c: -c.cosine)  # stable: equal cosines keep the cross-encoder's order
+    return by_score
 
 
 def fuse_ranks(candidates: list[MatchCandidate]) -> list[MatchCandidate]:

@@ -18,6 +18,9 @@ with ``crossrank train --pairs ../shared/data/quora-duplicates/pairs/train.tsv``
     python benchmarks/faq_dedup_quality.py [--model default QUESTIONS_MODEL] [--pair-model default QUESTIONS_MODEL]
     python benchmarks/faq_dedup_quality.py --model default QUESTIONS_MODEL --dev-only  # choose before COVID
 
+A model may be given as ``LABEL=FOLDER`` to name it in the tables. Each FAQ ranking's accuracy@1 is compared
+with the baseline's question by question (questions won / lost, paired randomization test).
+
 Writes benchmarks/results/faq_dedup_quality.json and .md.
 """
 
@@ -70,16 +73,22 @@ def both_orders(score, pairs: list[tuple[str, str]]) -> np.ndarray:
     return (values[:len(pairs)] + values[len(pairs):]) / 2
 
 
+def question_hits(bi, questions: dict[str, str], entries: list, qrels: dict) -> dict[str, float]:
+    """Per question, 1.0 if a bi-encoder's nearest FAQ question is a right entry (the baseline), else 0.0."""
+    cos = bi.encode(list(questions.values())) @ bi.encode([e.title or e.text for e in entries]).T
+    return {q: float(entries[int(np.argmax(row))].id in qrels[q]) for q, row in zip(questions, cos)}
+
+
 def question_accuracy(bi, questions: dict[str, str], entries: list, qrels: dict) -> float:
     """Accuracy@1 of a bi-encoder matching each user question to the nearest FAQ question (the baseline)."""
-    cos = bi.encode(list(questions.values())) @ bi.encode([e.title or e.text for e in entries]).T
-    return float(np.mean([entries[int(np.argmax(row))].id in qrels[q] for q, row in zip(questions, cos)]))
+    return float(np.mean(list(question_hits(bi, questions, entries, qrels).values())))
 
 
 def faq_study(model_name: str, threshold: float, dense_model: str | None = None) -> dict:
     from crossrank.cross_encoder import CrossEncoder
     from crossrank.data.formats import read_corpus, read_qrels, read_queries
     from crossrank.model.bi_encoder import BiEncoder
+    from crossrank.evaluation.significance import paired_test
     from crossrank.pipeline.faq_match import FaqMatcher, order_candidates
 
     folder = DATA / "covid-faq"
@@ -89,13 +98,14 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
     questions = {q: t for q, t in questions.items() if q in qrels}
     bi = BiEncoder()
     entries = list(faq.values())
+    baseline_hits = question_hits(bi, questions, entries, qrels)
     out = {"questions": len(questions), "faq_entries": len(faq),
-           "bi_encoder_accuracy@1": question_accuracy(bi, questions, entries, qrels),
+           "bi_encoder_accuracy@1": float(np.mean(list(baseline_hits.values()))),
            "threshold": threshold, "dense_model": dense_model or "all-MiniLM-L6-v2", "readings": {}}
     if dense_model:  # the matcher's shortlist and fused ranking use this bi-encoder; the baseline stays MiniLM
         bi = BiEncoder(dense_model)
         out["dense_model_accuracy@1"] = question_accuracy(bi, questions, entries, qrels)
-    model = CrossEncoder(model_name)
+    model = CrossEncoder(model_path(model_name))
     scored = {}
     for read in ("entry", "question"):  # each reading scored once; the fused order reuses its scores
         start = time.perf_counter()
@@ -105,7 +115,9 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
                           ("question", "fused"), ("question", "bi-encoder")):
         results, seconds = scored[read]
         results = [replace(r, candidates=order_candidates(r.candidates, rank_by)) for r in results]
-        accuracy = float(np.mean([r.candidates[0].id in qrels[r.query_id] for r in results]))
+        hits = {r.query_id: float(r.candidates[0].id in qrels[r.query_id]) for r in results}
+        accuracy = float(np.mean(list(hits.values())))
+        test = paired_test(baseline_hits, hits)  # against the baseline, question by question
         answerable_right, unanswerable_null, nulls, nulls_right = 0, 0, 0, 0
         for r in results:
             gold = qrels[r.query_id]
@@ -123,6 +135,9 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
         key = f"{read}/{rank_by}"
         out["readings"][key] = {
             "accuracy@1": accuracy, "seconds": seconds,
+            "wins_losses_vs_baseline": [sum(hits[q] > baseline_hits[q] for q in hits),
+                                        sum(hits[q] < baseline_hits[q] for q in hits)],
+            "p_vs_baseline": test.p_randomization,
             "answerable_answered_right": answerable_right / n,
             "unanswerable_left_unanswered": unanswerable_null / n,
             "no_answer_precision": nulls_right / nulls if nulls else float("nan"),
@@ -145,7 +160,7 @@ def ranking_dev_study(model_name: str, max_queries: int, dense_model: str | None
     qrels = read_qrels(folder / "qrels" / "dev.tsv").qrels
     queries = {q: t for q, t in read_queries(folder / "queries.jsonl").items() if q in qrels}
     queries = {q: queries[q] for q in sorted(queries)[:max_queries]}
-    bi, model = BiEncoder(), CrossEncoder(model_name)
+    bi, model = BiEncoder(), CrossEncoder(model_path(model_name))
     out = {"queries": len(queries), "corpus": len(corpus), "accuracy@1": {}}
     entries = list(corpus.values())
     out["accuracy@1"]["bi-encoder"] = question_accuracy(bi, queries, entries, qrels)
@@ -176,7 +191,7 @@ def sts_dev_study(models: list[str], dense_model: str | None = None) -> dict:
     if dense_model:
         out["spearman"]["dense-model"] = float(spearmanr(pair_cosines(BiEncoder(dense_model), pairs), gold).statistic)
     for name in models:
-        out["spearman"][name] = float(spearmanr(both_orders(CrossEncoder(name).score, pairs), gold).statistic)
+        out["spearman"][name] = float(spearmanr(both_orders(CrossEncoder(model_path(name)).score, pairs), gold).statistic)
     print(json.dumps({"sts_dev": out}), flush=True)
     return out
 
@@ -194,7 +209,7 @@ def quora_study(pair_models: list[str]) -> dict:
         "bi-encoder cosine": {"threshold_from_dev": t, "dev_f1": dev_f1,
                               "test_f1": f1(pair_cosines(bi, test_pairs) >= t, test_labels)}}}
     for name in pair_models:
-        model = CrossEncoder(name)
+        model = CrossEncoder(model_path(name))
 
         def probabilities(pairs):
             return model.probability(model.score(pairs))
@@ -207,6 +222,16 @@ def quora_study(pair_models: list[str]) -> dict:
             "test_f1_at_0.5": f1(test >= 0.5, test_labels), "seconds": time.perf_counter() - start}
         print(json.dumps({name: out["systems"][f"cross-encoder {name}"]}), flush=True)
     return out
+
+
+def model_path(name: str) -> str:
+    """``LABEL=FOLDER`` -> FOLDER (the label names it in the tables); a plain name or folder as it is."""
+    return name.split("=", 1)[1] if "=" in name else name
+
+
+def model_label(name: str) -> str:
+    """How the tables name a model: the label of ``LABEL=FOLDER``, else the name itself."""
+    return name.split("=", 1)[0] if "=" in name else name
 
 
 def main() -> None:
@@ -253,29 +278,34 @@ def markdown(results: dict) -> str:
         lines.append(f"| bi-encoder {results['dense_model']} (the matcher's bi-encoder below) | cosine | "
                      f"{first['accuracy@1']['dense-model']:.3f} | {sts['spearman']['dense-model']:.3f} |")
     for m in models:
-        lines.append(f"| `{m}` | cross-encoder | {dev[m]['accuracy@1']['cross-encoder']:.3f} | {sts['spearman'][m]:.3f} |")
-        lines.append(f"| `{m}` | fused | {dev[m]['accuracy@1']['fused']:.3f} | - |")
+        lines.append(f"| `{model_label(m)}` | cross-encoder | {dev[m]['accuracy@1']['cross-encoder']:.3f} | "
+                     f"{sts['spearman'][m]:.3f} |")
+        lines.append(f"| `{model_label(m)}` | fused | {dev[m]['accuracy@1']['fused']:.3f} | - |")
     faq = results["faq"][models[0]]
     lines += ["", f"## COVID FAQ ({faq['questions']} user questions, {faq['faq_entries']} CDC entries; test only)", "",
               f"Threshold {faq['threshold']} (fixed beforehand). Each question is also asked with its own FAQ entries "
               "removed, where \"no answer\" is right.", "",
-              "| system | accuracy@1 (always answers) | right answer at threshold | unanswerable left unanswered | "
-              "precision of \"no answer\" |", "|---|---|---|---|---|",
-              f"| bi-encoder all-MiniLM-L6-v2 vs FAQ questions (baseline) | {faq['bi_encoder_accuracy@1']:.3f} | - | - | - |"]
+              "| system | accuracy@1 (always answers) | questions won / lost vs baseline, p | right answer at threshold "
+              "| unanswerable left unanswered | precision of \"no answer\" |", "|---|---|---|---|---|---|",
+              f"| bi-encoder all-MiniLM-L6-v2 vs FAQ questions (baseline) | {faq['bi_encoder_accuracy@1']:.3f} | - | - | - "
+              "| - |"]
     if faq.get("dense_model_accuracy@1") is not None:
         lines.append(f"| bi-encoder {faq['dense_model']} vs FAQ questions (the matcher's bi-encoder here) | "
-                     f"{faq['dense_model_accuracy@1']:.3f} | - | - | - |")
+                     f"{faq['dense_model_accuracy@1']:.3f} | - | - | - | - |")
     for m in models:
         for key, row in results["faq"][m]["readings"].items():
             read, rank_by = key.split("/")
             label = "question + answer" if read == "entry" else "FAQ question only"
-            lines.append(f"| crossrank match `{m}` (reads {label}; ranked by {rank_by}) | {row['accuracy@1']:.3f} | "
-                         f"{row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
+            paired = ("-" if "p_vs_baseline" not in row else  # results written before the paired test
+                      f"{row['wins_losses_vs_baseline'][0]} / {row['wins_losses_vs_baseline'][1]}, "
+                      f"p = {row['p_vs_baseline']:.2f}")
+            lines.append(f"| crossrank match `{model_label(m)}` (reads {label}; ranked by {rank_by}) | {row['accuracy@1']:.3f} | "
+                         f"{paired} | {row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
                          f"{row['no_answer_precision']:.3f} |")
     lines += ["", f"## Quora duplicate pairs (test {quora['test_pairs']} pairs; threshold chosen on dev "
                   f"{quora['dev_pairs']})", "", "| system | threshold (dev) | dev F1 | test F1 |", "|---|---|---|---|"]
     for name, row in quora["systems"].items():
-        lines.append(f"| {name} | {row['threshold_from_dev']:.3f} | {row['dev_f1']:.3f} | {row['test_f1']:.3f} |")
+        lines.append(f"| {model_label(name)} | {row['threshold_from_dev']:.3f} | {row['dev_f1']:.3f} | {row['test_f1']:.3f} |")
     return "\n".join(lines)
 
 

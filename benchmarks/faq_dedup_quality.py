@@ -21,7 +21,7 @@ with ``crossrank train --pairs ../shared/data/quora-duplicates/pairs/train.tsv``
 A model may be given as ``LABEL=FOLDER`` to name it in the tables. Each FAQ ranking's accuracy@1 is compared
 with the baseline's question by question (questions won / lost, paired randomization test).
 
-Writes benchmarks/results/faq_dedup_quality.json and .md.
+Writes benchmarks/results/faq_dedup_quality.json, .md and .png (accuracy bars; the threshold trade-off).
 """
 
 from __future__ import annotations
@@ -84,7 +84,8 @@ def question_accuracy(bi, questions: dict[str, str], entries: list, qrels: dict)
     return float(np.mean(list(question_hits(bi, questions, entries, qrels).values())))
 
 
-def faq_study(model_name: str, threshold: float, dense_model: str | None = None) -> dict:
+def faq_study(model_name: str, threshold: float, dense_model: str | None = None,
+              dev_thresholds: dict[str, float] | None = None) -> dict:
     from crossrank.cross_encoder import CrossEncoder
     from crossrank.data.formats import read_corpus, read_qrels, read_queries
     from crossrank.model.bi_encoder import BiEncoder
@@ -118,32 +119,42 @@ def faq_study(model_name: str, threshold: float, dense_model: str | None = None)
         hits = {r.query_id: float(r.candidates[0].id in qrels[r.query_id]) for r in results}
         accuracy = float(np.mean(list(hits.values())))
         test = paired_test(baseline_hits, hits)  # against the baseline, question by question
-        answerable_right, unanswerable_null, nulls, nulls_right = 0, 0, 0, 0
-        for r in results:
-            gold = qrels[r.query_id]
-            top = r.candidates[0]
-            if top.probability >= threshold:
-                answerable_right += top.id in gold
-            else:
-                nulls += 1
-            rest = [c for c in r.candidates if c.id not in gold]  # the same question, its entries removed
-            if not rest or rest[0].probability < threshold:
-                unanswerable_null += 1
-                nulls += 1
-                nulls_right += 1
-        n = len(results)
         key = f"{read}/{rank_by}"
         out["readings"][key] = {
             "accuracy@1": accuracy, "seconds": seconds,
             "wins_losses_vs_baseline": [sum(hits[q] > baseline_hits[q] for q in hits),
                                         sum(hits[q] < baseline_hits[q] for q in hits)],
             "p_vs_baseline": test.p_randomization,
-            "answerable_answered_right": answerable_right / n,
-            "unanswerable_left_unanswered": unanswerable_null / n,
-            "no_answer_precision": nulls_right / nulls if nulls else float("nan"),
-            "no_answer_count": nulls}
-        print(json.dumps({key: out["readings"][key]}), flush=True)
+            **no_answer_metrics(results, qrels, threshold),
+            # the trade-off a support bot picks its threshold on (the plot)
+            "curve": [{"threshold": float(t), **no_answer_metrics(results, qrels, float(t))} for t in THRESHOLDS]}
+        if dev_thresholds and read == "question":  # chosen on Quora dev, which has questions but no answers
+            t = dev_thresholds[rank_by]
+            out["readings"][key]["at_dev_threshold"] = {"threshold": t, **no_answer_metrics(results, qrels, t)}
+        print(json.dumps({key: {k: v for k, v in out["readings"][key].items() if k != "curve"}}), flush=True)
     return out
+
+
+def no_answer_metrics(results: list, qrels: dict, threshold: float) -> dict:
+    """At ``threshold``: the share of answerable questions answered with a right entry, the share of the same
+    questions left unanswered once their own entries are removed (then no answer is right), and the precision
+    of "no answer" over both."""
+    answerable_right, unanswerable_null, nulls, nulls_right = 0, 0, 0, 0
+    for r in results:
+        gold = qrels[r.query_id]
+        top = r.candidates[0]
+        if top.probability >= threshold:
+            answerable_right += top.id in gold
+        else:
+            nulls += 1
+        rest = [c for c in r.candidates if c.id not in gold]  # the same question, its entries removed
+        if not rest or rest[0].probability < threshold:
+            unanswerable_null += 1
+            nulls += 1
+            nulls_right += 1
+    n = len(results)
+    return {"answerable_answered_right": answerable_right / n, "unanswerable_left_unanswered": unanswerable_null / n,
+            "no_answer_precision": nulls_right / nulls if nulls else float("nan"), "no_answer_count": nulls}
 
 
 def ranking_dev_study(model_name: str, max_queries: int, dense_model: str | None = None) -> dict:
@@ -172,8 +183,25 @@ def ranking_dev_study(model_name: str, max_queries: int, dense_model: str | None
     out["accuracy@1"]["cross-encoder"] = float(np.mean([r.candidates[0].id in qrels[r.query_id] for r in results]))
     fused = [order_candidates(r.candidates, "fused")[0].id in qrels[r.query_id] for r in results]  # the same scores, fused
     out["accuracy@1"]["fused"] = float(np.mean(fused))
+    # The "no answer" threshold, chosen here too: the one that best balances answering answerable questions
+    # rightly and leaving unanswerable ones (the same questions, their duplicates removed) unanswered.
+    out["threshold"] = {rank_by: balanced_threshold([replace(r, candidates=order_candidates(r.candidates, rank_by))
+                                                     for r in results], qrels)
+                        for rank_by in ("cross-encoder", "fused", "bi-encoder")}
     print(json.dumps({"ranking_dev": out}), flush=True)
     return out
+
+
+THRESHOLDS = np.round(np.linspace(0.0, 1.0, 41), 3)
+
+
+def balanced_threshold(results: list, qrels: dict) -> float:
+    """The threshold (of 0, 0.025, ..., 1) with the best mean of answerable questions answered rightly and
+    unanswerable ones left unanswered; ties go to the one nearest 0.5."""
+    def balance(t: float) -> float:
+        m = no_answer_metrics(results, qrels, t)
+        return (m["answerable_answered_right"] + m["unanswerable_left_unanswered"]) / 2
+    return float(max(THRESHOLDS, key=lambda t: (round(balance(float(t)), 9), -abs(t - 0.5))))
 
 
 def sts_dev_study(models: list[str], dense_model: str | None = None) -> dict:
@@ -256,12 +284,58 @@ def main() -> None:
     if args.dev_only:
         print(json.dumps(results, indent=2))
         return
-    results["faq"] = {m: faq_study(m, args.threshold, args.dense_model) for m in args.model}
+    results["faq"] = {m: faq_study(m, args.threshold, args.dense_model, results["ranking_dev"][m]["threshold"])
+                      for m in args.model}
     results["quora"] = quora_study(args.pair_model)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "faq_dedup_quality.json").write_text(json.dumps(results, indent=2) + "\n")
     (args.out / "faq_dedup_quality.md").write_text(markdown(results) + "\n")
+    plot(results, args.out / "faq_dedup_quality.png")
     print(markdown(results))
+
+
+def plot(results: dict, path: Path) -> None:
+    """Left: COVID FAQ accuracy@1 of each system reading the FAQ question, the baseline as a line. Right: the
+    "no answer" trade-off as the threshold moves (answerable questions answered rightly against unanswerable
+    ones left unanswered), 0.5 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(12, 4.8))
+    labels, values = [], []
+    for m in results["models"]:
+        for key, row in results["faq"][m]["readings"].items():
+            if key.startswith("question/"):
+                labels.append(f"{model_label(m)}\n{key.split('/')[1]}")
+                values.append(row["accuracy@1"])
+    baseline = results["faq"][results["models"][0]]["bi_encoder_accuracy@1"]
+    bars.barh(range(len(values)), values, color="tab:blue")
+    bars.axvline(baseline, color="tab:red", linestyle="--", label=f"bi-encoder baseline {baseline:.3f}")
+    bars.set_yticks(range(len(values)), labels, fontsize=8)
+    bars.invert_yaxis()
+    bars.set_xlim(0.6, 0.85)
+    bars.set_xlabel("COVID FAQ accuracy@1 (reads the FAQ question)")
+    bars.legend(loc="lower right", fontsize=8)
+    for m in results["models"]:
+        for key in ("question/cross-encoder", "question/fused"):
+            row = results["faq"][m]["readings"].get(key)
+            if not row or "curve" not in row:
+                continue
+            xs = [c["unanswerable_left_unanswered"] for c in row["curve"]]
+            ys = [c["answerable_answered_right"] for c in row["curve"]]
+            line, = curves.plot(xs, ys, label=f"{model_label(m)}, {key.split('/')[1]}")
+            curves.plot(row["unanswerable_left_unanswered"], row["answerable_answered_right"], "o",
+                        color=line.get_color())
+    curves.set_xlabel("unanswerable questions left unanswered")
+    curves.set_ylabel("answerable questions answered rightly")
+    curves.set_title(f"threshold from 0 to 1 (dot: {results['faq'][results['models'][0]]['threshold']})", fontsize=9)
+    curves.legend(fontsize=8)
+    curves.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def markdown(results: dict) -> str:
@@ -301,6 +375,17 @@ def markdown(results: dict) -> str:
                       f"p = {row['p_vs_baseline']:.2f}")
             lines.append(f"| crossrank match `{model_label(m)}` (reads {label}; ranked by {rank_by}) | {row['accuracy@1']:.3f} | "
                          f"{paired} | {row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
+                         f"{row['no_answer_precision']:.3f} |")
+    dev_rows = [(m, key, row["at_dev_threshold"]) for m in models for key, row in results["faq"][m]["readings"].items()
+                if "at_dev_threshold" in row]
+    if dev_rows:
+        lines += ["", "At the threshold chosen on Quora retrieval dev (the best mean of answerable questions answered "
+                  "rightly and unanswerable ones left unanswered there; reading the FAQ question):", "",
+                  "| system | threshold (dev) | right answer at threshold | unanswerable left unanswered | "
+                  "precision of \"no answer\" |", "|---|---|---|---|---|"]
+        for m, key, row in dev_rows:
+            lines.append(f"| crossrank match `{model_label(m)}` (ranked by {key.split('/')[1]}) | {row['threshold']:.3f} | "
+                         f"{row['answerable_answered_right']:.3f} | {row['unanswerable_left_unanswered']:.3f} | "
                          f"{row['no_answer_precision']:.3f} |")
     lines += ["", f"## Quora duplicate pairs (test {quora['test_pairs']} pairs; threshold chosen on dev "
                   f"{quora['dev_pairs']})", "", "| system | threshold (dev) | dev F1 | test F1 |", "|---|---|---|---|"]

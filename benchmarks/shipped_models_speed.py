@@ -4,7 +4,8 @@ as shipped at a commit (``--v1``) and a candidate folder (``--v2``).
 Same pairs (TREC DL 2020 BM25 top-100 pairs when ../shared/data is there, else synthetic), same threads,
 torch fp32 and bf16, each model as shipped (the default with its bi-encoder partner); best of ``--rounds``
 alternating rounds, so machine noise hits every model alike. Reports pairs/s and each model's speed
-against the shipped default (issue 16: a new default at least 0.8x v1; fast about 3x the default).
+against the shipped default (issue 16: a new default at least 0.8x v1; fast about 3x the default), and
+the default's cross-encoder alone (no bi-encoder partner), the fallback that stood in before "fast".
 
     python benchmarks/shipped_models_speed.py [--v1 bd1be72] [--v2 path/to/candidate-folder]
 
@@ -61,10 +62,13 @@ def main() -> None:
             folders[f"default at {args.v1}"] = str(v1_folder(args.v1, Path(tmp)))
         if args.v2:
             folders["candidate " + Path(args.v2).name] = args.v2
+        # The default's cross-encoder without its bi-encoder partner: the fallback that stood in before "fast".
+        folders["default, cross-encoder alone"] = "default"
         if "fast" in SHIPPED_MODELS:
             folders["fast"] = "fast"
         for dtype in ("float32", "bfloat16"):
-            models = {name: CrossEncoder(folder, dtype=dtype) for name, folder in folders.items()}
+            models = {name: CrossEncoder(folder, dtype=dtype, use_ensemble="alone" not in name)
+                      for name, folder in folders.items()}
             for model in models.values():
                 model.score(pairs[:64])  # warm-up
             best = {name: float("inf") for name in models}

@@ -59,3 +59,15 @@ python recipes/default_reranker/make_default.py --trained "$WORK/fast/final" --o
 
 # 7. Quality of the fallback: nDCG@10 of BM25 top-100 reranked on DL 2020, SciFact, NFCorpus (test splits).
 python benchmarks/reranker_quality.py --model "$WORK/fast-packaged" --datasets trec-dl-2020 --name fast_candidate_quality
+
+# 8. The shipped "fast" (attempt 3): layers 0 and 1 of the default's bi-encoder member (all-MiniLM-L6-v2), trained
+#    to reproduce its embedding of every text of step 6's groups (MSE, no labels; ~2 + 26 min), packaged as a
+#    bi-encoder scored as a pair model (siamese.json). Written to $WORK/fast3-packaged: copy it over
+#    src/crossrank/fast_model once step 9 measures it.
+python recipes/default_reranker_v2/make_fast.py teacher --groups "$WORK/fast-groups.jsonl" --work "$WORK/fast3"
+python recipes/default_reranker_v2/make_fast.py train --work "$WORK/fast3" --layers 0 1 --epochs 3 --lr 2e-4
+python recipes/default_reranker_v2/make_fast.py package --student "$WORK/fast3/epoch-3" --output "$WORK/fast3-packaged"
+
+# 9. Its quality and speed (fast_quality.md; shipped_models_speed.md once it is copied into the package).
+python benchmarks/reranker_quality.py --model "$WORK/fast3-packaged" --datasets trec-dl-2020 trec-dl-2021 scifact nfcorpus \
+  --name fast_quality

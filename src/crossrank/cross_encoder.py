@@ -20,6 +20,7 @@ from crossrank.errors import BackendUnavailableError, InvalidInputError
 from crossrank.model.default import default_model_dir
 from crossrank.model.loading import LoadedModel, load_model
 from crossrank.model.source import resolve_model_dir
+from crossrank.model.siamese import siamese_pooling
 from crossrank.model.tokenization import PairTokenizer
 from crossrank.ranking.calibration import Calibration
 from crossrank.ranking.chunking import Chunking, chunk_documents
@@ -313,6 +314,9 @@ def _load_backend(model, device: str, backend: str | None, dtype: str | None, ma
 
     if packed and backend != "torch":
         raise BackendUnavailableError(f"packed=True is a torch-backend forward pass, not one for backend={backend!r}")
+    if siamese_pooling(model_dir) is not None and (packed or backend != "torch"):
+        raise BackendUnavailableError(f"{model_dir} is a bi-encoder scored as a pair model (siamese.json): it runs "
+                                      "on backend='torch' without packed=True")
     if backend in ("onnx", "openvino"):
         from crossrank.engine.export_cache import cached_onnx_export
 

@@ -14,10 +14,13 @@ from crossrank.errors import ModelLoadError
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "default_model"
 
+FAST_MODEL_DIR = Path(__file__).resolve().parents[1] / "fast_model"
+
 #: Models shipped inside the package, loadable by a short name (``CrossEncoder("default")``). A local folder
 #: of the same name still wins; hub ids never clash with these (the hub needs "org/name" for new models).
-#: The 2-layer fallback will ship here as "fast" once one is good enough (issue 16: the first attempt was not).
-SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR}
+#: "fast" is the 2-layer fallback for latency budgets and cascades: a bi-encoder student of the default's
+#: bi-encoder member, scored as a pair model (model card in ``crossrank/fast_model/README.md``).
+SHIPPED_MODELS = {"default": DEFAULT_MODEL_DIR, "fast": FAST_MODEL_DIR}
 
 
 def cache_dir() -> Path:

@@ -22,6 +22,7 @@ import torch
 
 from crossrank.errors import ModelLoadError
 from crossrank.model.settings import CrossEncoderSettings, read_settings
+from crossrank.model.siamese import check_pair_tokenizer, load_siamese, siamese_pooling
 from crossrank.model.source import resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -108,8 +109,11 @@ def load_model(
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=trust_remote_code)
     except Exception as exc:  # noqa: BLE001 - transformers raises many types for a bad config
         raise ModelLoadError(f"cannot read {model_dir / 'config.json'}: {exc}") from exc
+    siamese = siamese_pooling(model_dir) is not None  # a bi-encoder scored as a pair model (model/siamese.py)
+    if siamese:
+        config.num_labels = 1
     architectures = list(getattr(config, "architectures", None) or [])
-    if architectures and not any(arch.endswith("ForSequenceClassification") for arch in architectures):
+    if not siamese and architectures and not any(arch.endswith("ForSequenceClassification") for arch in architectures):
         raise ModelLoadError(
             f"model in {model_dir} is not a sequence-classification cross-encoder "
             f"(architectures: {architectures}); a cross-encoder needs a *ForSequenceClassification head"
@@ -123,7 +127,11 @@ def load_model(
 
     model = None
     if with_weights:
-        model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, attn_implementation)
+        if siamese:
+            with quiet_loading():
+                model = load_siamese(model_dir, config, has_safetensors, trust_remote_code, attn_implementation)
+        else:
+            model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, attn_implementation)
         if model is None:  # this architecture has no SDPA attention
             model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, "eager")
 
@@ -134,6 +142,8 @@ def load_model(
     if not getattr(tokenizer, "is_fast", False):
         raise ModelLoadError(f"the tokenizer in {model_dir} has no fast (tokenizer.json) version")
 
+    if siamese:
+        check_pair_tokenizer(tokenizer, model_dir)
     settings = read_settings(model_dir, config, getattr(tokenizer, "model_max_length", None))
     limit = _position_limit(config)
     if max_length is None:

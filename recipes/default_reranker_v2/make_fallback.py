@@ -89,7 +89,18 @@ def keep_layers(source: Path, output: Path, layers: list[int], max_positions: in
     config.num_hidden_layers = len(layers)
     if hasattr(config, "layer_types") and config.layer_types is not None:
         config.layer_types = [config.layer_types[i] for i in layers]
-    embeddings = model.base_model.embeddings
+    output.mkdir(parents=True, exist_ok=True)
+    trim_embeddings(model.base_model.embeddings, config, source, output, max_positions, keep_token)
+    model.save_pretrained(output, safe_serialization=True)
+    return output
+
+
+def trim_embeddings(embeddings, config, source: Path, output: Path, max_positions: int | None,
+                    keep_token: Callable[[str], bool] | None) -> int:
+    """Cut a BERT-style embedding layer (in place, ``config`` updated) to ``max_positions`` positions and the
+    vocabulary ``keep_token`` accepts, writing the matching tokenizer files to ``output``; the vocabulary size."""
+    import torch
+
     if max_positions is not None and max_positions < config.max_position_embeddings:
         old = embeddings.position_embeddings.weight.data
         embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(old[:max_positions].clone(), freeze=False)
@@ -97,19 +108,17 @@ def keep_layers(source: Path, output: Path, layers: list[int], max_positions: in
             if hasattr(embeddings, name):
                 setattr(embeddings, name, getattr(embeddings, name)[:, :max_positions].clone())
         config.max_position_embeddings = max_positions
-    output.mkdir(parents=True, exist_ok=True)
-    if keep_token is not None:
-        rows = trim_tokenizer(source, output, keep_token)
-        old = embeddings.word_embeddings.weight.data
-        embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(old[rows].clone(), freeze=False,
-                                                                        padding_idx=config.pad_token_id)
-        config.vocab_size = len(rows)
-    else:
+    if keep_token is None:
         for name in TOKENIZER_FILES:
             if (source / name).is_file():
                 shutil.copy(source / name, output / name)
-    model.save_pretrained(output, safe_serialization=True)
-    return output
+        return config.vocab_size
+    rows = trim_tokenizer(source, output, keep_token)
+    old = embeddings.word_embeddings.weight.data
+    embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(old[rows].clone(), freeze=False,
+                                                                    padding_idx=config.pad_token_id)
+    config.vocab_size = len(rows)
+    return len(rows)
 
 
 def relabel(examples: Path, output: Path, default: Path, temperature: float, sources: set[str],

@@ -30,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from make_fallback import english_token, trim_tokenizer  # noqa: E402
+from make_fallback import english_token, trim_embeddings  # noqa: E402
 
 
 def encoder_folder(path: str | None) -> str:
@@ -165,28 +165,15 @@ def package(args) -> None:
     if args.output.exists() and any(args.output.iterdir()):
         raise SystemExit(f"{args.output} exists and is not empty: remove it first")
     encoder = AutoModel.from_pretrained(args.student, dtype=torch.float32, add_pooling_layer=False)
-    config = encoder.config
-    embeddings = encoder.embeddings
-    if args.max_positions < config.max_position_embeddings:
-        old = embeddings.position_embeddings.weight.data
-        embeddings.position_embeddings = torch.nn.Embedding.from_pretrained(old[:args.max_positions].clone(),
-                                                                            freeze=False)
-        for name in ("position_ids", "token_type_ids"):
-            if hasattr(embeddings, name):
-                setattr(embeddings, name, getattr(embeddings, name)[:, :args.max_positions].clone())
-        config.max_position_embeddings = args.max_positions
     args.output.mkdir(parents=True, exist_ok=True)
-    rows = trim_tokenizer(args.student, args.output, english_token)
-    old = embeddings.word_embeddings.weight.data
-    embeddings.word_embeddings = torch.nn.Embedding.from_pretrained(old[rows].clone(), freeze=False,
-                                                                    padding_idx=config.pad_token_id)
-    config.vocab_size = len(rows)
+    tokens = trim_embeddings(encoder.embeddings, encoder.config, args.student, args.output, args.max_positions,
+                             english_token)
     encoder.half().save_pretrained(args.output, safe_serialization=True)
     (args.output / "sentence_bert_config.json").write_text(
         json.dumps({"max_seq_length": args.max_positions, "do_lower_case": False}) + "\n", encoding="utf-8")
     (args.output / "siamese.json").write_text(json.dumps({"pooling": "mean"}) + "\n", encoding="utf-8")
     size = (args.output / "model.safetensors").stat().st_size
-    print(f"packaged {args.output}: {len(rows)} tokens, {size / 1e6:.1f} MB")
+    print(f"packaged {args.output}: {tokens} tokens, {size / 1e6:.1f} MB")
 
 
 def main() -> None:

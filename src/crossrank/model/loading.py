@@ -22,7 +22,7 @@ import torch
 
 from crossrank.errors import ModelLoadError
 from crossrank.model.settings import CrossEncoderSettings, read_settings
-from crossrank.model.siamese import check_pair_tokenizer, load_siamese, siamese_pooling
+from crossrank.model.siamese import SiamesePairScorer, check_pair_tokenizer, siamese_pooling
 from crossrank.model.source import resolve_model_dir
 
 logger = logging.getLogger(__name__)
@@ -127,13 +127,11 @@ def load_model(
 
     model = None
     if with_weights:
-        if siamese:
-            with quiet_loading():
-                model = load_siamese(model_dir, config, has_safetensors, trust_remote_code, attn_implementation)
-        else:
-            model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, attn_implementation)
+        model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, attn_implementation, siamese)
         if model is None:  # this architecture has no SDPA attention
-            model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, "eager")
+            model = _load_weights(model_dir, config, has_safetensors, trust_remote_code, "eager", siamese)
+        if siamese:  # the encoder alone, scored by the cosine of each side's embedding
+            model = SiamesePairScorer(model).eval()
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir, use_fast=True, trust_remote_code=trust_remote_code)
@@ -162,13 +160,16 @@ def load_model(
 
 
 def _load_weights(model_dir: Path, config, has_safetensors: bool, trust_remote_code: bool,
-                  attn_implementation: str) -> torch.nn.Module | None:
-    """The torch module in float32, eval mode; None when ``attn_implementation`` is not supported."""
-    from transformers import AutoModelForSequenceClassification
+                  attn_implementation: str, encoder_only: bool = False) -> torch.nn.Module | None:
+    """The torch module in float32, eval mode; None when ``attn_implementation`` is not supported.
+    ``encoder_only``: the bare encoder (``AutoModel``, no pooler) of a siamese folder, not a classifier."""
+    from transformers import AutoModel, AutoModelForSequenceClassification
 
+    auto_class = AutoModel if encoder_only else AutoModelForSequenceClassification
+    extra = {"add_pooling_layer": False} if encoder_only else {}
     try:
         with quiet_loading():
-            model, info = AutoModelForSequenceClassification.from_pretrained(
+            model, info = auto_class.from_pretrained(
                 model_dir,
                 config=config,
                 dtype=torch.float32,
@@ -177,6 +178,7 @@ def _load_weights(model_dir: Path, config, has_safetensors: bool, trust_remote_c
                 trust_remote_code=trust_remote_code,
                 attn_implementation=attn_implementation,
                 output_loading_info=True,
+                **extra,
             )
     except ValueError as exc:
         if attn_implementation != "eager" and ("attn_implementation" in str(exc) or "sdpa" in str(exc).lower()):
@@ -188,7 +190,9 @@ def _load_weights(model_dir: Path, config, has_safetensors: bool, trust_remote_c
     if missing:
         raise ModelLoadError(
             f"weights in {model_dir} lack {len(missing)} tensors of the model ({', '.join(sorted(missing)[:4])}"
-            f"{', ...' if len(missing) > 4 else ''}); a cross-encoder checkpoint must include its trained head"
+            f"{', ...' if len(missing) > 4 else ''}); "
+            + ("a siamese folder needs the whole encoder" if encoder_only
+               else "a cross-encoder checkpoint must include its trained head")
         )
     return model.eval()
 

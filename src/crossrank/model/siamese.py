@@ -96,22 +96,3 @@ class SiamesePairScorer(torch.nn.Module):
         weights = mask.to(hidden.dtype)[..., None]
         return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
-
-def load_siamese(model_dir: Path, config, has_safetensors: bool, trust_remote_code: bool,
-                 attn_implementation: str) -> SiamesePairScorer:
-    """The encoder's weights (safetensors, or ``weights_only`` .bin) wrapped as a pair scorer, eval mode."""
-    from transformers import AutoModel
-
-    try:
-        encoder, info = AutoModel.from_pretrained(
-            model_dir, config=config, dtype=torch.float32, use_safetensors=has_safetensors, weights_only=True,
-            trust_remote_code=trust_remote_code, attn_implementation=attn_implementation,
-            output_loading_info=True, add_pooling_layer=False)
-    except Exception as exc:  # noqa: BLE001 - transformers raises many types
-        raise ModelLoadError(f"cannot load the bi-encoder weights in {model_dir}: {type(exc).__name__}: {exc}") \
-            from exc
-    missing = [key for key in info.get("missing_keys", []) if not key.endswith("position_ids")]
-    if missing:
-        raise ModelLoadError(f"weights in {model_dir} lack {len(missing)} tensors of the encoder "
-                             f"({', '.join(sorted(missing)[:4])}{', ...' if len(missing) > 4 else ''})")
-    return SiamesePairScorer(encoder).eval()

@@ -3,6 +3,8 @@
 # the CUDA tests, then benchmarks/gpu.py. The GPU machine's image has torch, transformers, tokenizers and
 # sentence-transformers; crossrank runs from src/ without installing. Prepare here, once:
 #   python benchmarks/gpu.py --write-pairs .gpu-pairs      (needs ../shared; .gpu-pairs is git-ignored)
+#   bash benchmarks/device_tree.sh slim                 (the tracked tree is 79 MB, over the tool's 64 MiB:
+#                                                        fast_model stays here; `restore` after the run)
 # then run there:  bash benchmarks/gpu_check.sh   (carry .gpu-pairs; results land in $OUT, or benchmarks/results)
 set -uo pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD/src:$PWD/benchmarks:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}"

@@ -199,3 +199,92 @@ def test_fallback_groups_keep_each_lists_top_and_a_sample_of_the_rest_in_list_or
     assert cut[1]["documents"] == ["a", "b", "c"]  # a short list stays whole
     assert all(g["source"] == "msmarco-distill" and "labels" not in g for g in cut)  # labels come from the default
     assert sample_lists(groups, 4, 8, seed=0) == cut  # seeded
+
+
+def _tiny_pack(folder: Path) -> None:
+    """A pack in gpu_v2.py's format: texts once, groups and evaluation lists as text ids."""
+    import gzip
+
+    from gpu_v2 import EVAL_SETS, TextTable
+
+    table = TextTable()
+    topics = [("what is a cat", "a cat is a small animal"), ("capital of france", "paris is the capital of france"),
+              ("who wrote hamlet", "hamlet was written by shakespeare"), ("how tall is everest", "everest is 8849 m")]
+    noise = ["stocks fell on monday", "the weather is mild", "a recipe for bread", "trains leave at noon"]
+    stage = [table.group({"query": q, "documents": [d, *noise], "labels": [5.0, 0.0, 0.0, 0.0, 0.0],
+                          "source": "t"}) for q, d in topics]
+    for name in ("stage1", "stage2"):
+        with gzip.open(folder / f"{name}.jsonl.gz", "wt", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(g) + "\n" for g in stage)
+    run = {f"q{i}": [[f"d{i}", table.id(d)], *[[f"n{j}", table.id(n)] for j, n in enumerate(noise)]]
+           for i, (_, d) in enumerate(topics)}
+    evals = {f"{n}/{s}": {"qrels": {f"q{i}": {f"d{i}": 2} for i in range(4)},
+                          "queries": {f"q{i}": table.id(q) for i, (q, _) in enumerate(topics)}, "run": run}
+             for n, s in EVAL_SETS}
+    with gzip.open(folder / "eval.json.gz", "wt", encoding="utf-8") as handle:
+        json.dump(evals, handle)
+    with gzip.open(folder / "texts.json.gz", "wt", encoding="utf-8") as handle:
+        json.dump(table.texts, handle)
+
+
+def test_the_gpu_run_trains_measures_and_returns_a_model_that_joins_back_exactly(trainable_model, tmp_path,
+                                                                                  monkeypatch):
+    import gpu_v2
+    import torch
+    from safetensors.torch import load_file
+
+    pack, out = tmp_path / "pack", tmp_path / "out"
+    pack.mkdir()
+    _tiny_pack(pack)
+    monkeypatch.setattr(gpu_v2, "PART_BYTES", 200_000)  # several parts, as the 45 MB model makes
+    monkeypatch.setattr(sys, "argv", ["gpu_v2.py", "train", "--pack", str(pack), "--out", str(out), "--work",
+                                      str(tmp_path / "work"), "--base", str(trainable_model), "--device", "cpu",
+                                      "--precision", "fp32", "--epochs", "2", "--stage1-batch", "2", "--lr", "1e-3"])
+    gpu_v2.main()
+    results = json.loads((out / "results.json").read_text())
+    assert [h["epoch"] for h in results["stage1"]["history"]] == [1, 2]
+    for stage in (results["v1"], results["stage1"]["measured"], results["stage2"]["measured"]):
+        assert set(stage) == {f"{n}/{s}" for n, s in gpu_v2.EVAL_SETS} and all(0 <= v <= 1 for v in stage.values())
+    assert results["stage1_pairs"] == 20 and "| stage 2 |" in (out / "results.md").read_text()
+    parts = sorted(out.glob("model.tar.part*"))
+    assert len(parts) == len(results["parts"]["files"]) >= 2
+    joined = tmp_path / "joined"
+    monkeypatch.setattr(sys, "argv", ["gpu_v2.py", "join", "--parts", *map(str, parts), "--output", str(joined)])
+    gpu_v2.main()
+    shipped = load_file(str(joined / "model.safetensors"))
+    trained = load_file(str(tmp_path / "work" / "stage2" / "final" / "model.safetensors"))
+    assert all(shipped[k].dtype == torch.float16 and shipped[k].float().allclose(trained[k].half().float())
+               for k in trained)
+    with pytest.raises(SystemExit, match="exists"):  # never over an existing folder
+        gpu_v2.main()
+    parts[0].write_bytes(parts[0].read_bytes()[:-1] + b"x")
+    monkeypatch.setattr(sys, "argv", ["gpu_v2.py", "join", "--parts", *map(str, parts), "--output",
+                                      str(tmp_path / "other")])
+    with pytest.raises(SystemExit, match="sha256"):
+        gpu_v2.main()
+
+
+def test_the_stage1_epoch_rule_keeps_nfcorpus_and_then_maximises_dl2021():
+    from gpu_v2 import choose_epoch
+
+    v1 = {"nfcorpus/dev": 0.30}
+    history = [{"epoch": 1, "trec-dl-2021/test": 0.60, "nfcorpus/dev": 0.299},
+               {"epoch": 2, "trec-dl-2021/test": 0.62, "nfcorpus/dev": 0.290},
+               {"epoch": 3, "trec-dl-2021/test": 0.61, "nfcorpus/dev": 0.296}]
+    assert choose_epoch(history, v1)["epoch"] == 3  # epoch 2 loses 0.01 on NFCorpus dev
+    assert choose_epoch([history[1]], v1)["epoch"] == 2  # none keeps NFCorpus: the best DL 2021
+
+
+def test_quora_pseudo_queries_come_from_train_pairs_only_deduplicated_and_detokenised(tmp_path):
+    from build_pool import quora_questions
+
+    pairs = tmp_path / "quora-duplicates" / "pairs"
+    pairs.mkdir(parents=True)
+    header = "id\tq1\tq2\tlabel\n"
+    (pairs / "train.tsv").write_text(header + "a\tHow do I learn Python ?\twhat 's the best way to learn python ?\t1\n"
+                                     "b\thow do i learn python ?\tIs the -LRB- new -RRB- iPhone worth it ?\t0\n")
+    (pairs / "dev.tsv").write_text(header + "c\tWhere is Paris ?\tWhat is Rome ?\t0\n")
+    questions = quora_questions(tmp_path, 10, seed=0)
+    assert sorted(questions) == ["How do I learn Python?", "Is the (new) iPhone worth it?",
+                                 "what's the best way to learn python?"]
+    assert len(quora_questions(tmp_path, 2, seed=0)) == 2 and quora_questions(tmp_path, 0, seed=0) == []

@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from teachers import ROOT, TEACHERS, BiEncoderTeacher  # noqa: E402
 
 
-def msmarco_groups(data: Path, depth: int, limit: int | None, seed: int) -> list[dict]:
-    """Dev-small queries against the DL passage pools, BM25 top ``depth`` each."""
+def msmarco_groups(data: Path, depth: int, limit: int | None, seed: int, quora: int = 0) -> list[dict]:
+    """Dev-small queries against the DL passage pools, BM25 top ``depth`` each; with ``quora`` > 0, also that
+    many Quora questions of its train pairs (real user questions, another source of web-like needs: the
+    pseudo-query pool a GPU run can afford)."""
     import tempfile
 
     from crossrank.data.formats import read_corpus, read_queries
@@ -41,18 +43,39 @@ def msmarco_groups(data: Path, depth: int, limit: int | None, seed: int) -> list
     qids = sorted(queries)
     if limit is not None and len(qids) > limit:
         qids = sorted(random.Random(seed).sample(qids, limit))
+    wanted = [(queries[q], "msmarco-dev-small") for q in qids]
+    wanted += [(t, "quora-train") for t in quora_questions(data, quora, seed)]
     groups = []
     with tempfile.TemporaryDirectory() as tmp:
         index = CollectionIndex.create(Path(tmp) / "bm25", IndexSettings(BM25Settings()))
         index.replace_all(corpus.values())
         retriever = Retriever(index, "bm25")
-        for qid in qids:
-            hits = retriever.retrieve(queries[qid], depth)
+        for text, source in wanted:
+            hits = retriever.retrieve(text, depth)
             if len(hits) >= 4:
-                groups.append({"query": queries[qid], "documents": [corpus[h.id].full_text for h in hits],
-                               "source": "msmarco-dev-small"})
+                groups.append({"query": text, "documents": [corpus[h.id].full_text for h in hits], "source": source})
         index.store.close()
     return groups
+
+
+def quora_questions(data: Path, count: int, seed: int) -> list[str]:
+    """``count`` distinct questions of Quora's train pairs (never dev or test), CoreNLP spacing undone."""
+    import csv
+    import re
+
+    path = data / "quora-duplicates" / "pairs" / "train.tsv"
+    if count <= 0 or not path.is_file():
+        return []
+    seen: dict[str, str] = {}
+    with open(path, encoding="utf-8", newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+            for text in (row["q1"], row["q2"]):
+                text = re.sub(r" ([?.,!;:'](?:s |t |re |ve |ll |d |m )?)", r"\1", text.strip())
+                text = text.replace("-LRB- ", "(").replace(" -RRB-", ")").replace("``", '"').replace("''", '"')
+                if text and text.lower() not in seen:
+                    seen[text.lower()] = text
+    questions = sorted(seen.values())
+    return sorted(random.Random(seed).sample(questions, min(count, len(questions))))
 
 
 def wikiqa_groups(data: Path) -> list[dict]:
@@ -80,12 +103,14 @@ def main() -> None:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--depth", type=int, default=30)
     parser.add_argument("--msmarco-queries", type=int, default=None, help="a sample of dev-small (default: all)")
+    parser.add_argument("--quora-queries", type=int, default=0,
+                        help="also this many Quora train questions as pseudo-queries (for a GPU run; default none)")
     parser.add_argument("--cache", type=Path, default=ROOT / ".cache" / "recipe-v2")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    groups = msmarco_groups(args.data, args.depth, args.msmarco_queries, args.seed)
+    groups = msmarco_groups(args.data, args.depth, args.msmarco_queries, args.seed, args.quora_queries)
     if (args.data / "wikiqa").is_dir():
         groups += wikiqa_groups(args.data)
     pairs = [(g["query"], d) for g in groups for d in g["documents"]]

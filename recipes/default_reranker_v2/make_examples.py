@@ -44,10 +44,12 @@ def ensemble_scores(teachers: dict[str, list[float]], weights: dict[str, float])
 
 
 def distill_groups(pool: list[dict], weights: dict[str, float], top: int, sampled: int, temperature: float,
-                   seed: int, limit: int | None = None) -> list[dict]:
-    """One listwise group per MS MARCO query: the teachers' top ``top`` plus ``sampled`` random others."""
+                   seed: int, limit: int | None = None, sources: tuple[str, ...] = ("msmarco-dev-small",)
+                   ) -> list[dict]:
+    """One listwise group per pseudo-query (MS MARCO by default; ``sources`` may add the pool's Quora
+    questions): the teachers' top ``top`` plus ``sampled`` random others."""
     rng = random.Random(seed)
-    rows = [g for g in pool if g["source"] == "msmarco-dev-small" and len(g["documents"]) >= top + sampled]
+    rows = [g for g in pool if g["source"] in sources and len(g["documents"]) >= top + sampled]
     if limit is not None and len(rows) > limit:
         rows = rng.sample(rows, limit)
     groups = []
@@ -57,7 +59,7 @@ def distill_groups(pool: list[dict], weights: dict[str, float], top: int, sample
         chosen = order[:top] + rng.sample(order[top:], sampled)
         groups.append({"query": row["query"], "documents": [row["documents"][i] for i in chosen],
                        "labels": [round(float(scores[i] / temperature), 4) for i in chosen],
-                       "source": "msmarco-distill"})
+                       "source": "msmarco-distill" if row["source"] == "msmarco-dev-small" else "quora-distill"})
     return groups
 
 

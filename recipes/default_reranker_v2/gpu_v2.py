@@ -1,0 +1,398 @@
+"""Default reranker v2 on a GPU, in one device call: pack here, train and measure there, join here.
+
+The CPU runs of stages 1-2 (481 + 214 steps, 66 min) saw ~45k distillation pairs and stopped ~0.06 below
+their teachers. A GPU sees the whole pool (every query with all 30 of its candidates, several epochs) in
+minutes. But a GPU machine reaches nothing: not ``../shared``, not the teachers (438 MB of mpnet), not PyPI.
+So the teachers' scores are computed here (``build_pool.py``), and ``pack`` writes everything the run
+needs into one small folder, texts stored once (gzip):
+
+- ``texts.json.gz``: every distinct query and passage;
+- ``stage1.jsonl.gz`` / ``stage2.jsonl.gz``: the two stages' listwise groups (``make_examples.py``'s, as
+  text ids): stage 1 every MS MARCO dev-small query of the pool with all its candidates, labels the teacher
+  ensemble's z-scores / T, plus SciFact and NFCorpus train judgments; stage 2 the judgments (DL 2021,
+  WikiQA) with replay;
+- ``eval.json.gz``: BM25 top-100 lists, queries and judgments of TREC DL 2020 and 2021, SciFact and
+  NFCorpus test, NFCorpus dev (texts as ids);
+- ``wheels/``: ir-measures and pytrec-eval-terrier for the GPU machine's Python 3.12 (the metrics).
+
+``train`` (on the GPU; ``gpu_v2.sh`` runs it) starts from v1's cross-encoder (``src/crossrank/default_model``),
+trains stage 1 with a dev evaluation after each epoch, keeps the epoch chosen by the rule fixed here
+(best DL 2021 nDCG@10 among epochs whose NFCorpus dev nDCG@10 is within 0.005 of v1's; else best DL 2021),
+then stage 2, and measures v1, the chosen stage 1 and stage 2 on every evaluation set. DL 2020, SciFact
+and NFCorpus test only measure: nothing is chosen on them. It writes ``results.json``/``results.md`` and
+the stage-2 model (fp16) as a tar cut into parts under 16 MiB, all to ``--out`` (``$OUT``).
+
+``join`` (here) puts the parts back together, checks the sha256 and unpacks the model folder; then package
+it as ``reproduce.sh`` step 5 does (``make_default.py``, ``fit_ensemble_weight.py``, calibration).
+
+    python recipes/default_reranker_v2/gpu_v2.py pack --pool ../runs/v2b/pool.jsonl --out .gpu-v2
+    bash recipes/default_reranker_v2/gpu_v2.sh          # on the GPU machine (device tool; see that file)
+    python recipes/default_reranker_v2/gpu_v2.py join --parts <returned files> --output ../runs/v2b/gpu-stage2
+    python recipes/default_reranker_v2/gpu_v2.py train --pack .gpu-v2 --out /tmp/v2-smoke --device cpu --smoke
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import random
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
+EVAL_SETS = (("trec-dl-2020", "test"), ("trec-dl-2021", "test"), ("scifact", "test"), ("nfcorpus", "test"),
+             ("nfcorpus", "dev"))
+PART_BYTES = 15 * 1024 * 1024  # the device tool returns files of at most 16 MiB
+WHEELS = ("pytrec-eval-terrier==0.5.11", "ir-measures==0.4.3")
+
+
+# -- pack (here) ---------------------------------------------------------------------------------------------
+class TextTable:
+    """Each distinct text once; groups and lists refer to texts by index."""
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+        self.index: dict[str, int] = {}
+
+    def id(self, text: str) -> int:
+        if text not in self.index:
+            self.index[text] = len(self.texts)
+            self.texts.append(text)
+        return self.index[text]
+
+    def group(self, g: dict) -> dict:
+        return {"q": self.id(g["query"]), "d": [self.id(d) for d in g["documents"]], "labels": g["labels"],
+                "source": g["source"]}
+
+
+def stage_groups(pool_path: Path, data: Path, stage1_size: int, seed: int) -> tuple[list[dict], list[dict]]:
+    """make_examples.py's groups of both stages; stage 1 keeps every candidate of a query (``stage1_size``)."""
+    import make_examples as mx
+
+    pool = mx.read_pool(pool_path, mx.holdout_queries(data))
+    weights = mx.DEFAULT_WEIGHTS
+    stage1 = mx.distill_groups(pool, weights, 4, stage1_size - 4, 0.4, seed,
+                               sources=("msmarco-dev-small", "quora-train"))
+    stage1 += mx.beir_groups(data, "scifact", None, seed)
+    stage1 += mx.beir_groups(data, "nfcorpus", 800, seed)
+    stage2 = mx.dl2021_groups(data, 12, 2.0, 12, seed)
+    stage2 += mx.wikiqa_groups(pool, 12, seed)
+    stage2 += mx.distill_groups(pool, weights, 4, 8, 0.4, seed + 1, limit=1000)
+    stage2 += mx.beir_groups(data, "scifact", 300, seed + 1)
+    stage2 += mx.beir_groups(data, "nfcorpus", 300, seed + 1)
+    stage2 = mx.cut_to(stage2, 12, seed)
+    random.Random(seed).shuffle(stage1)
+    random.Random(seed).shuffle(stage2)
+    return stage1, stage2
+
+
+def eval_sets(table: TextTable) -> dict:
+    """BM25 top-100 of each evaluation set, as text ids, with its queries and judgments."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reranker_quality import first_stage
+
+    from crossrank.data.formats import read_corpus
+
+    sets = {}
+    for name, split in EVAL_SETS:
+        folder, qrels, queries, run = first_stage(name, split, 100)
+        corpus = read_corpus(folder / "corpus.jsonl", {d for docs in run.values() for d in docs})
+        sets[f"{name}/{split}"] = {
+            "qrels": qrels,
+            "queries": {q: table.id(t) for q, t in queries.items() if q in run},
+            "run": {q: [[d, table.id(corpus[d].full_text)] for d in docs] for q, docs in run.items()},
+        }
+    return sets
+
+
+def write_gzip_json(path: Path, obj) -> None:
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=9) as handle:
+        json.dump(obj, handle)
+
+
+def pack(args: argparse.Namespace) -> None:
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    table = TextTable()
+    stage1, stage2 = stage_groups(args.pool, args.data, args.stage1_size, args.seed)
+    evals = eval_sets(table)
+    for name, groups in (("stage1", stage1), ("stage2", stage2)):
+        with gzip.open(out / f"{name}.jsonl.gz", "wt", encoding="utf-8", compresslevel=9) as handle:
+            for g in groups:
+                handle.write(json.dumps(table.group(g)) + "\n")
+    write_gzip_json(out / "eval.json.gz", evals)
+    write_gzip_json(out / "texts.json.gz", table.texts)
+    wheels = out / "wheels"
+    if not args.no_wheels:
+        wheels.mkdir(exist_ok=True)
+        subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                        "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
+                        "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64",
+                        "-d", str(wheels), *WHEELS], check=True)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(json.dumps({"stage1_groups": len(stage1), "stage1_pairs": sum(len(g["documents"]) for g in stage1),
+                      "stage2_groups": len(stage2), "texts": len(table.texts),
+                      "eval_sets": {k: len(v["run"]) for k, v in evals.items()}, "bytes": size}))
+
+
+# -- train (on the GPU) ----------------------------------------------------------------------------------------
+def read_pack(folder: Path, smoke: bool):
+    from crossrank.training.negatives import TrainingGroup
+
+    with gzip.open(folder / "texts.json.gz", "rt", encoding="utf-8") as handle:
+        texts = json.load(handle)
+    stages = {}
+    for name in ("stage1", "stage2"):
+        with gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8") as handle:
+            rows = [json.loads(line) for line in handle]
+        if smoke:
+            rows = rows[:24]
+        stages[name] = [TrainingGroup(str(i), texts[r["q"]], [texts[d] for d in r["d"]],
+                                      [float(x) for x in r["labels"]]) for i, r in enumerate(rows)]
+    with gzip.open(folder / "eval.json.gz", "rt", encoding="utf-8") as handle:
+        evals = json.load(handle)
+    if smoke:
+        evals = {k: {**v, "run": {q: docs[:10] for q, docs in list(v["run"].items())[:3]}} for k, v in evals.items()}
+    return texts, stages, evals
+
+
+def ndcg_of(score, texts: list[str], evalset: dict) -> float:
+    """nDCG@10 (ir-measures, as crossrank eval) of reranking one set's BM25 top-100 with ``score``."""
+    from crossrank.evaluation.metrics import evaluate
+
+    lists = evalset["run"]
+    pairs = [(texts[evalset["queries"][q]], texts[t]) for q, docs in lists.items() for _, t in docs]
+    scores = score(pairs)
+    run, offset = {}, 0
+    for q, docs in lists.items():
+        run[q] = {d: float(s) for (d, _), s in zip(docs, scores[offset:offset + len(docs)])}
+        offset += len(docs)
+    qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in evalset["qrels"].items() if q in run}
+    return evaluate(qrels, run, ["ndcg@10"]).metrics["ndcg@10"]
+
+
+def measure(trainer, texts, evals) -> dict[str, float]:
+    """nDCG@10 of every set, scored as training runs (bf16 autocast when training in bf16)."""
+    import torch
+
+    from crossrank.training.precision import autocast_dtype
+
+    trainer.model.eval()
+    dtype = autocast_dtype(trainer.config.precision, trainer.device)
+    with torch.inference_mode(), torch.autocast(trainer.device.type, dtype=dtype or torch.float32,
+                                                enabled=dtype is not None):
+        score = trainer.scorer()
+        values = {name: round(ndcg_of(score, texts, s), 4) for name, s in evals.items()}
+    trainer.model.train()
+    return values
+
+
+def choose_epoch(history: list[dict], v1: dict[str, float]) -> dict:
+    """The rule fixed before any figure: best DL 2021 among epochs that keep NFCorpus dev within 0.005 of
+    v1's, else the best DL 2021."""
+    keep = [h for h in history if h["nfcorpus/dev"] >= v1["nfcorpus/dev"] - 0.005] or history
+    return max(keep, key=lambda h: h["trec-dl-2021/test"])
+
+
+def train(args: argparse.Namespace) -> None:
+    import torch
+
+    from crossrank.training.trainer import TrainConfig, Trainer, TrainResult
+
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    texts, stages, evals = read_pack(args.pack, args.smoke)
+    log = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+           "torch": torch.__version__, "stage1_groups": len(stages["stage1"]),
+           "stage1_pairs": sum(len(g.documents) for g in stages["stage1"]), "stage2_groups": len(stages["stage2"])}
+    dev = {k: v for k, v in evals.items() if k in ("trec-dl-2021/test", "nfcorpus/dev")}
+    precision = "bf16" if args.device.startswith("cuda") else args.precision
+    base = str(args.base)
+
+    def config(epochs, lr, groups, max_length=128):
+        return TrainConfig(loss="listwise", epochs=epochs, learning_rate=lr, groups_per_batch=groups,
+                           max_length=max_length, seed=args.seed, precision=precision, checkpoint_every=10**9)
+
+    # v1, then stage 1 sized to the time budget (a probe of a few steps measures this machine), each full
+    # epoch (and the last, partial one) measured on the two dev sets.
+    probe = Trainer(base, work / "probe", config(1, args.lr, args.stage1_batch), device=args.device)
+    log["v1"] = measure(probe, texts, evals)
+    print(json.dumps({"v1": log["v1"]}), flush=True)
+    per_step = seconds_per_step(probe, stages["stage1"], args.stage1_batch)
+    del probe
+    per_epoch = -(-len(stages["stage1"]) // args.stage1_batch)
+    epochs = min(float(args.epochs), round(0.8 * args.stage1_budget_s / (per_step * per_epoch), 3))
+    epochs = max(epochs, min(1.0, 20 / per_epoch))
+    print(json.dumps({"seconds_per_step": round(per_step, 4), "steps_per_epoch": per_epoch, "epochs": epochs}),
+          flush=True)
+    trainer = Trainer(base, work / "stage1", config(epochs, args.lr, args.stage1_batch), device=args.device)
+    history = []
+    start = time.perf_counter()
+
+    def after_epoch(epoch: float) -> None:
+        values = measure(trainer, texts, dev)
+        history.append({"epoch": epoch, **values, "seconds": round(time.perf_counter() - start, 1)})
+        trainer._save(work / "stage1" / f"epoch-{epoch}", TrainResult(steps=0, seconds=0.0))
+        print(json.dumps(history[-1]), flush=True)
+
+    stage1_time = train_by_epoch(trainer, stages["stage1"], per_epoch, after_epoch, 1.5 * args.stage1_budget_s)
+    chosen = choose_epoch(history, log["v1"])
+    log["stage1"] = {"history": history, "chosen_epoch": chosen["epoch"], "seconds": round(stage1_time, 1),
+                     "config": {"epochs": epochs, "seconds_per_step": round(per_step, 4), "lr": args.lr,
+                                "groups_per_batch": args.stage1_batch,
+                                "group_size": max(len(g.documents) for g in stages["stage1"])}}
+    stage1_folder = work / "stage1" / f"epoch-{chosen['epoch']}"
+    trainer = Trainer(str(stage1_folder), work / "stage2", config(args.stage2_epochs, args.stage2_lr, 8),
+                      device=args.device)
+    log["stage1"]["measured"] = measure(trainer, texts, evals)
+    print(json.dumps({"stage1": log["stage1"]["measured"]}), flush=True)
+    start = time.perf_counter()
+    result = trainer.train(stages["stage2"])
+    log["stage2"] = {"seconds": round(time.perf_counter() - start, 1), "steps": result.steps,
+                     "measured": measure(trainer, texts, evals),
+                     "config": {"lr": args.stage2_lr, "epochs": args.stage2_epochs, "groups_per_batch": 8}}
+    print(json.dumps({"stage2": log["stage2"]["measured"]}), flush=True)
+    log["parts"] = ship_parts(work / "stage2" / "final", out)
+    (out / "results.json").write_text(json.dumps(log, indent=2))
+    (out / "results.md").write_text(results_table(log))
+    print(results_table(log), flush=True)
+
+
+class OutOfTime(Exception):
+    """Raised when stage 1 runs far past its budget (a slower machine than the probe said): keep what is done."""
+
+
+def seconds_per_step(probe, groups, batch: int, steps: int = 12) -> float:
+    """Seconds per stage-1 optimizer step on this machine: ``steps`` real steps, the first two not counted."""
+    marks = [time.perf_counter()]
+    probe.train(groups[:steps * batch], progress=lambda step, loss: marks.append(time.perf_counter()))
+    skip = 2 if len(marks) > 4 else 0  # warm-up steps (CUDA kernels, allocator) are slower
+    return (marks[-1] - marks[skip]) / (len(marks) - 1 - skip)
+
+
+def train_by_epoch(trainer, groups, per_epoch: int, after_epoch, limit_s: float) -> float:
+    """Trainer.train, calling ``after_epoch`` at each full epoch and at the end of a partial last one, and
+    stopping (measured, saved) if it runs past ``limit_s``: a device call that overruns returns nothing."""
+    started = time.perf_counter()
+    total = max(1, int(per_epoch * trainer.config.epochs))
+
+    def progress(step: int, _loss: float) -> None:
+        if step % per_epoch == 0 or step == total:
+            after_epoch(round(step / per_epoch, 3))
+        elif time.perf_counter() - started > limit_s:
+            after_epoch(round(step / per_epoch, 3))
+            raise OutOfTime(f"stage 1 stopped at step {step} of {total}: past {limit_s:.0f} s")
+
+    try:
+        trainer.train(groups, progress=progress)
+    except OutOfTime as stop:
+        print(str(stop), flush=True)
+    return time.perf_counter() - started
+
+
+def ship_parts(folder: Path, out: Path) -> dict:
+    """The model in fp16 (as it ships) with its tokenizer, as a tar cut into parts the device tool returns."""
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    staged = folder.with_name("fp16")
+    shutil.rmtree(staged, ignore_errors=True)
+    AutoModelForSequenceClassification.from_pretrained(folder, dtype=torch.float32).half().save_pretrained(staged)
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "training.json"):
+        if (folder / name).is_file():
+            shutil.copy(folder / name, staged / name)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(staged, arcname="model")
+    data = buffer.getvalue()
+    names = []
+    for i in range(0, len(data), PART_BYTES):
+        name = f"model.tar.part{i // PART_BYTES}"
+        (out / name).write_bytes(data[i:i + PART_BYTES])
+        names.append(name)
+    return {"files": names, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+
+
+def results_table(log: dict) -> str:
+    names = list(log["v1"])
+    lines = [f"# Default reranker v2 on {log['device']} (torch {log['torch']})", "",
+             f"Stage 1: {log['stage1_groups']} groups, {log['stage1_pairs']} pairs per epoch, "
+             f"{log['stage1']['seconds']} s; chosen epoch {log['stage1']['chosen_epoch']} (rule: best DL 2021 with "
+             f"NFCorpus dev within 0.005 of v1). Stage 2: {log['stage2_groups']} groups, {log['stage2']['seconds']} s.",
+             "", "| nDCG@10, BM25 top-100, cross-encoder alone | " + " | ".join(names) + " |",
+             "|---" * (len(names) + 1) + "|"]
+    for label, values in (("v1", log["v1"]), ("stage 1", log["stage1"]["measured"]),
+                          ("stage 2", log["stage2"]["measured"])):
+        lines.append(f"| {label} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
+    lines += ["", "| stage 1 epoch | DL 2021 | NFCorpus dev | seconds |", "|---|---|---|---|"]
+    for h in log["stage1"]["history"]:
+        lines.append(f"| {h['epoch']} | {h['trec-dl-2021/test']:.4f} | {h['nfcorpus/dev']:.4f} | {h['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+# -- join (here) -----------------------------------------------------------------------------------------------
+def join(args: argparse.Namespace) -> None:
+    parts = sorted(args.parts, key=lambda p: int(p.name.rsplit("part", 1)[1]))
+    data = b"".join(p.read_bytes() for p in parts)
+    results = json.loads((parts[0].parent / "results.json").read_text())
+    if hashlib.sha256(data).hexdigest() != results["parts"]["sha256"]:
+        raise SystemExit(f"the parts do not make the model the GPU wrote (sha256 differs): {[str(p) for p in parts]}")
+    if args.output.exists():
+        raise SystemExit(f"{args.output} exists: not overwritten")
+    tmp = args.output.with_name(args.output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(tmp, filter="data")
+    (tmp / "model").rename(args.output)
+    tmp.rmdir()
+    print(f"{args.output}: the stage-2 model ({len(data)} bytes of tar, sha256 checked)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("pack", help="here: the pool, groups and evaluation sets as one small folder")
+    p.add_argument("--pool", type=Path, required=True)
+    p.add_argument("--out", type=Path, default=ROOT / ".gpu-v2")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    p.add_argument("--stage1-size", type=int, default=30, help="candidates per stage-1 group (the pool has 30)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-wheels", action="store_true")
+    t = sub.add_parser("train", help="on the GPU: both stages, every measurement, the model in parts")
+    t.add_argument("--pack", type=Path, default=ROOT / ".gpu-v2")
+    t.add_argument("--out", type=Path, required=True)
+    t.add_argument("--work", type=Path, default=Path("/tmp/v2-gpu"))
+    t.add_argument("--base", type=Path, default=ROOT / "src" / "crossrank" / "default_model",
+                   help="the starting cross-encoder (v1's)")
+    t.add_argument("--device", default="cuda")
+    t.add_argument("--precision", default="bf16", help="on the CPU (CUDA always trains in bf16)")
+    t.add_argument("--epochs", type=float, default=4, help="at most; fewer when the budget allows fewer")
+    t.add_argument("--lr", type=float, default=7e-5)
+    t.add_argument("--stage1-batch", type=int, default=16, help="groups per step (x 30 candidates)")
+    t.add_argument("--stage1-budget-s", type=float, default=300, help="stage 1 is sized (by a probe of 12 "
+                   "steps) to end within about this many seconds")
+    t.add_argument("--stage2-lr", type=float, default=2e-5)
+    t.add_argument("--stage2-epochs", type=float, default=1.0, help="less for a CPU pilot")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--smoke", action="store_true", help="24 groups and 3 queries per set: checks the script")
+    j = sub.add_parser("join", help="here: the returned parts back into a model folder")
+    j.add_argument("--parts", type=Path, nargs="+", required=True)
+    j.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args()
+    {"pack": pack, "train": train, "join": join}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

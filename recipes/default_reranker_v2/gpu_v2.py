@@ -145,7 +145,7 @@ def pack(args: argparse.Namespace) -> None:
 
 
 # -- train (on the GPU) ----------------------------------------------------------------------------------------
-def read_pack(folder: Path, smoke: bool):
+def read_pack(folder: Path, smoke: bool, eval_queries: int | None = None):
     from crossrank.training.negatives import TrainingGroup
 
     with gzip.open(folder / "texts.json.gz", "rt", encoding="utf-8") as handle:
@@ -162,6 +162,8 @@ def read_pack(folder: Path, smoke: bool):
         evals = json.load(handle)
     if smoke:
         evals = {k: {**v, "run": {q: docs[:10] for q, docs in list(v["run"].items())[:3]}} for k, v in evals.items()}
+    elif eval_queries:  # a CPU pilot: the same first queries of each set at every stage
+        evals = {k: {**v, "run": {q: v["run"][q] for q in sorted(v["run"])[:eval_queries]}} for k, v in evals.items()}
     return texts, stages, evals
 
 
@@ -180,20 +182,13 @@ def ndcg_of(score, texts: list[str], evalset: dict) -> float:
     return evaluate(qrels, run, ["ndcg@10"]).metrics["ndcg@10"]
 
 
-def measure(trainer, texts, evals) -> dict[str, float]:
-    """nDCG@10 of every set, scored as training runs (bf16 autocast when training in bf16)."""
-    import torch
+def measure(folder: Path, texts, evals, device: str, dtype: str) -> dict[str, float]:
+    """nDCG@10 of every set, scored by a saved model folder the way it will ship: crossrank's CrossEncoder,
+    cross-encoder alone, 256 tokens (v1's sentence_bert_config.json; training cuts pairs at 128)."""
+    from crossrank import CrossEncoder
 
-    from crossrank.training.precision import autocast_dtype
-
-    trainer.model.eval()
-    dtype = autocast_dtype(trainer.config.precision, trainer.device)
-    with torch.inference_mode(), torch.autocast(trainer.device.type, dtype=dtype or torch.float32,
-                                                enabled=dtype is not None):
-        score = trainer.scorer()
-        values = {name: round(ndcg_of(score, texts, s), 4) for name, s in evals.items()}
-    trainer.model.train()
-    return values
+    with CrossEncoder(str(folder), device=device, dtype=dtype, max_length=256, use_ensemble=False) as model:
+        return {name: round(ndcg_of(model.score, texts, s), 4) for name, s in evals.items()}
 
 
 def choose_epoch(history: list[dict], v1: dict[str, float]) -> dict:
@@ -212,13 +207,14 @@ def train(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
-    texts, stages, evals = read_pack(args.pack, args.smoke)
+    texts, stages, evals = read_pack(args.pack, args.smoke, args.eval_queries)
     log = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
            "torch": torch.__version__, "stage1_groups": len(stages["stage1"]),
            "stage1_pairs": sum(len(g.documents) for g in stages["stage1"]), "stage2_groups": len(stages["stage2"])}
     dev = {k: v for k, v in evals.items() if k in ("trec-dl-2021/test", "nfcorpus/dev")}
     precision = "bf16" if args.device.startswith("cuda") else args.precision
     base = str(args.base)
+    eval_dtype = "bfloat16" if precision == "bf16" else "float32"
 
     def config(epochs, lr, groups, max_length=128):
         return TrainConfig(loss="listwise", epochs=epochs, learning_rate=lr, groups_per_batch=groups,
@@ -227,7 +223,7 @@ def train(args: argparse.Namespace) -> None:
     # v1, then stage 1 sized to the time budget (a probe of a few steps measures this machine), each full
     # epoch (and the last, partial one) measured on the two dev sets.
     probe = Trainer(base, work / "probe", config(1, args.lr, args.stage1_batch), device=args.device)
-    log["v1"] = measure(probe, texts, evals)
+    log["v1"] = measure(base, texts, evals, args.device, eval_dtype)
     print(json.dumps({"v1": log["v1"]}), flush=True)
     per_step = seconds_per_step(probe, stages["stage1"], args.stage1_batch)
     del probe
@@ -241,9 +237,10 @@ def train(args: argparse.Namespace) -> None:
     start = time.perf_counter()
 
     def after_epoch(epoch: float) -> None:
-        values = measure(trainer, texts, dev)
+        folder = work / "stage1" / f"epoch-{epoch}"
+        trainer._save(folder, TrainResult(steps=0, seconds=0.0))
+        values = measure(folder, texts, dev, args.device, eval_dtype)
         history.append({"epoch": epoch, **values, "seconds": round(time.perf_counter() - start, 1)})
-        trainer._save(work / "stage1" / f"epoch-{epoch}", TrainResult(steps=0, seconds=0.0))
         print(json.dumps(history[-1]), flush=True)
 
     stage1_time = train_by_epoch(trainer, stages["stage1"], per_epoch, after_epoch, 1.5 * args.stage1_budget_s)
@@ -255,12 +252,12 @@ def train(args: argparse.Namespace) -> None:
     stage1_folder = work / "stage1" / f"epoch-{chosen['epoch']}"
     trainer = Trainer(str(stage1_folder), work / "stage2", config(args.stage2_epochs, args.stage2_lr, 8),
                       device=args.device)
-    log["stage1"]["measured"] = measure(trainer, texts, evals)
+    log["stage1"]["measured"] = measure(stage1_folder, texts, evals, args.device, eval_dtype)
     print(json.dumps({"stage1": log["stage1"]["measured"]}), flush=True)
     start = time.perf_counter()
     result = trainer.train(stages["stage2"])
     log["stage2"] = {"seconds": round(time.perf_counter() - start, 1), "steps": result.steps,
-                     "measured": measure(trainer, texts, evals),
+                     "measured": measure(work / "stage2" / "final", texts, evals, args.device, eval_dtype),
                      "config": {"lr": args.stage2_lr, "epochs": args.stage2_epochs, "groups_per_batch": 8}}
     print(json.dumps({"stage2": log["stage2"]["measured"]}), flush=True)
     log["parts"] = ship_parts(work / "stage2" / "final", out)
@@ -386,6 +383,7 @@ def main() -> None:
     t.add_argument("--stage2-lr", type=float, default=2e-5)
     t.add_argument("--stage2-epochs", type=float, default=1.0, help="less for a CPU pilot")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--eval-queries", type=int, default=None, help="a CPU pilot: the first N queries of each set")
     t.add_argument("--smoke", action="store_true", help="24 groups and 3 queries per set: checks the script")
     j = sub.add_parser("join", help="here: the returned parts back into a model folder")
     j.add_argument("--parts", type=Path, nargs="+", required=True)

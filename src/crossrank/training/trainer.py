@@ -205,15 +205,11 @@ class Trainer:
         return result
 
     # -- evaluation and checkpoints ------------------------------------------------------------------------------
-    def scorer(self, max_length: int | None = None) -> Callable:
-        """score(pairs) with the model as it is now (eval mode, batch-invariant engine); ``max_length`` other
-        than training's evaluates as the model will ship (training often cuts pairs shorter)."""
-        length = max_length or self.config.max_length
-        tokenizer = self.tokenizer if length == self.config.max_length else PairTokenizer(
-            self.hf_tokenizer, length, self.config.query_max_tokens)
+    def scorer(self) -> Callable:
+        """score(pairs) with the model as it is now (eval mode, batch-invariant engine)."""
         loaded = LoadedModel(self.model, self.hf_tokenizer, self.output_dir, 1, CrossEncoderSettings(),
-                             length, self.model.config.model_type)
-        engine = ScoringEngine(tokenizer, TorchBackend(loaded, str(self.device), cls_only_last_layer=False), 4096)
+                             self.config.max_length, self.model.config.model_type)
+        engine = ScoringEngine(self.tokenizer, TorchBackend(loaded, str(self.device), cls_only_last_layer=False), 4096)
 
         def score(pairs, progress=None):
             return engine.score([q for q, _ in pairs], [d for _, d in pairs], progress)[0]

@@ -288,3 +288,43 @@ def test_quora_pseudo_queries_come_from_train_pairs_only_deduplicated_and_detoke
     assert sorted(questions) == ["How do I learn Python?", "Is the (new) iPhone worth it?",
                                  "what's the best way to learn python?"]
     assert len(quora_questions(tmp_path, 2, seed=0)) == 2 and quora_questions(tmp_path, 0, seed=0) == []
+
+
+def test_a_stage1_pilot_without_stage2_returns_the_chosen_stage1_model(trainable_model, tmp_path, monkeypatch):
+    import gpu_v2
+    import torch
+    from safetensors.torch import load_file
+
+    pack, out, work = tmp_path / "pack", tmp_path / "out", tmp_path / "work"
+    pack.mkdir()
+    _tiny_pack(pack)
+    monkeypatch.setattr(sys, "argv", ["gpu_v2.py", "train", "--pack", str(pack), "--out", str(out), "--work",
+                                      str(work), "--base", str(trainable_model), "--device", "cpu", "--precision",
+                                      "fp32", "--epochs", "1", "--stage1-batch", "2", "--stage2-epochs", "0",
+                                      "--eval-queries", "2"])
+    gpu_v2.main()
+    results = json.loads((out / "results.json").read_text())
+    assert "stage2" not in results and "| stage 2 |" not in (out / "results.md").read_text()
+    assert all(len(gpu_v2.read_pack(pack, False, 2)[2][k]["run"]) == 2 for k in results["v1"])  # 2 queries a set
+    monkeypatch.setattr(sys, "argv", ["gpu_v2.py", "join", "--parts", *map(str, sorted(out.glob("model.tar.part*"))),
+                                      "--output", str(tmp_path / "joined")])
+    gpu_v2.main()
+    chosen = load_file(str(work / "stage1" / f"epoch-{results['stage1']['chosen_epoch']}" / "model.safetensors"))
+    joined = load_file(str(tmp_path / "joined" / "model.safetensors"))
+    assert all(torch.equal(joined[k], chosen[k].half()) for k in chosen)
+
+
+def test_biomedical_groups_are_relabelled_by_v1_itself_to_keep_what_it_learnt():
+    import gpu_v2
+
+    from crossrank import CrossEncoder
+
+    groups = [{"query": "vitamin d and bone density", "documents": ["Vitamin D supplements raised bone density.",
+                                                                    "The stock market fell."],
+               "labels": [10.0, 0.0], "source": "nfcorpus"}]
+    relabelled = gpu_v2.preserved([dict(g) for g in groups])
+    v1 = CrossEncoder("default", use_ensemble=False, max_length=128)
+    expected = v1.score([("vitamin d and bone density", d) for d in groups[0]["documents"]])
+    assert relabelled[0]["source"] == "nfcorpus-v1" and relabelled[0]["documents"] == groups[0]["documents"]
+    assert relabelled[0]["labels"] == pytest.approx(expected.tolist(), abs=0.1)  # bf16 labels of v1's logits
+    assert relabelled[0]["labels"][0] > relabelled[0]["labels"][1]

@@ -1,31 +1,35 @@
 """Default reranker v2 on a GPU, in one device call: pack here, train and measure there, join here.
 
 The CPU runs of stages 1-2 (481 + 214 steps, 66 min) saw ~45k distillation pairs and stopped ~0.06 below
-their teachers. A GPU sees the whole pool (every query with all 30 of its candidates, several epochs) in
-minutes. But a GPU machine reaches nothing: not ``../shared``, not the teachers (438 MB of mpnet), not PyPI.
-So the teachers' scores are computed here (``build_pool.py``), and ``pack`` writes everything the run
-needs into one small folder, texts stored once (gzip):
+their teachers. A GPU goes through the pool several times in minutes.
+But a GPU machine reaches nothing: not ``../shared``, not the teachers (438 MB of mpnet), not PyPI. So the
+teachers' scores are computed here (``build_pool.py``), and ``pack`` writes everything the run needs into
+one small folder (~9 MB), texts stored once (gzip):
 
 - ``texts.json.gz``: every distinct query and passage;
 - ``stage1.jsonl.gz`` / ``stage2.jsonl.gz``: the two stages' listwise groups (``make_examples.py``'s, as
-  text ids): stage 1 every MS MARCO dev-small query of the pool with all its candidates, labels the teacher
-  ensemble's z-scores / T, plus SciFact and NFCorpus train judgments; stage 2 the judgments (DL 2021,
-  WikiQA) with replay;
+  text ids): stage 1 the MS MARCO dev-small pseudo-queries of the pool (the teachers' top 4 + 8 sampled,
+  labels the teacher ensemble's z-scores / 0.4; ``--stage1-sources msmarco quora`` adds the Quora questions
+  of a pool built with ``--quora-queries``), plus SciFact and NFCorpus train groups labelled by v1's own
+  scores (``preserved``); stage 2 the judgments (DL 2021, WikiQA) with replay;
 - ``eval.json.gz``: BM25 top-100 lists, queries and judgments of TREC DL 2020 and 2021, SciFact and
   NFCorpus test, NFCorpus dev (texts as ids);
 - ``wheels/``: ir-measures and pytrec-eval-terrier for the GPU machine's Python 3.12 (the metrics).
 
-``train`` (on the GPU; ``gpu_v2.sh`` runs it) starts from v1's cross-encoder (``src/crossrank/default_model``),
-trains stage 1 with a dev evaluation after each epoch, keeps the epoch chosen by the rule fixed here
-(best DL 2021 nDCG@10 among epochs whose NFCorpus dev nDCG@10 is within 0.005 of v1's; else best DL 2021),
-then stage 2, and measures v1, the chosen stage 1 and stage 2 on every evaluation set. DL 2020, SciFact
-and NFCorpus test only measure: nothing is chosen on them. It writes ``results.json``/``results.md`` and
-the stage-2 model (fp16) as a tar cut into parts under 16 MiB, all to ``--out`` (``$OUT``).
+``train`` (on the GPU; ``gpu_v2.sh`` runs it) starts from v1's cross-encoder (``src/crossrank/default_model``).
+A probe of 12 steps measures the machine, and stage 1 gets as many epochs (at most ``--epochs``) as fit in
+``--stage1-budget-s``: a device call that overruns returns nothing. Each full epoch (and a last partial one)
+is measured on DL 2021 and NFCorpus dev, and the one kept is chosen by the rule fixed here (best DL 2021
+nDCG@10 among those whose NFCorpus dev nDCG@10 is within 0.005 of v1's; else best DL 2021); then stage 2;
+v1, the chosen stage 1 and stage 2 are measured on every set, through ``CrossEncoder`` as they would ship
+(cross-encoder alone, 256 tokens). DL 2020, SciFact and NFCorpus test only measure: nothing is chosen on
+them. It writes ``results.json``/``results.md`` and the stage-2 model (fp16) as a tar cut into parts under
+16 MiB, all to ``--out`` (``$OUT``).
 
 ``join`` (here) puts the parts back together, checks the sha256 and unpacks the model folder; then package
 it as ``reproduce.sh`` step 5 does (``make_default.py``, ``fit_ensemble_weight.py``, calibration).
 
-    python recipes/default_reranker_v2/gpu_v2.py pack --pool ../runs/v2b/pool.jsonl --out .gpu-v2
+    python recipes/default_reranker_v2/gpu_v2.py pack --pool ../runs/v2b/pool-quora.jsonl --out .gpu-v2
     bash recipes/default_reranker_v2/gpu_v2.sh          # on the GPU machine (device tool; see that file)
     python recipes/default_reranker_v2/gpu_v2.py join --parts <returned files> --output ../runs/v2b/gpu-stage2
     python recipes/default_reranker_v2/gpu_v2.py train --pack .gpu-v2 --out /tmp/v2-smoke --device cpu --smoke
@@ -74,16 +78,41 @@ class TextTable:
                 "source": g["source"]}
 
 
-def stage_groups(pool_path: Path, data: Path, stage1_size: int, seed: int) -> tuple[list[dict], list[dict]]:
-    """make_examples.py's groups of both stages; stage 1 keeps every candidate of a query (``stage1_size``)."""
+SOURCES = {"msmarco": "msmarco-dev-small", "quora": "quora-train"}
+
+
+def preserved(groups: list[dict]) -> list[dict]:
+    """The same groups labelled by v1's own cross-encoder (its logits as the listwise target): distilling the
+    web teachers made v1 forget biomedical ranking (CPU pilot: NFCorpus dev 0.265 -> 0.226 after 27k pairs),
+    so its SciFact / NFCorpus train groups teach it to keep what it did there (judged positive + 7 BM25
+    negatives, as v1 was trained)."""
+    from crossrank import CrossEncoder
+
+    pairs = [(g["query"], d) for g in groups for d in g["documents"]]
+    with CrossEncoder(str(ROOT / "src" / "crossrank" / "default_model"), dtype="bfloat16", max_length=128,
+                      use_ensemble=False) as v1:
+        scores = v1.score(pairs)
+    start = 0
+    for g in groups:
+        g["labels"] = [round(float(x), 4) for x in scores[start:start + len(g["documents"])]]
+        g["source"] += "-v1"
+        start += len(g["documents"])
+    return groups
+
+
+def stage_groups(pool_path: Path, data: Path, stage1_size: int, sources: list[str], seed: int,
+                 preserve: bool = True, nfcorpus: int | None = 800) -> tuple[list[dict], list[dict]]:
+    """make_examples.py's groups of both stages; stage 1 groups hold the teachers' top 4 and ``stage1_size``
+    - 4 sampled candidates of each pseudo-query of ``sources``, plus SciFact and NFCorpus train groups
+    (``nfcorpus`` of them; None: all), labelled by v1 itself with ``preserve``, else by the judgments."""
     import make_examples as mx
 
     pool = mx.read_pool(pool_path, mx.holdout_queries(data))
     weights = mx.DEFAULT_WEIGHTS
     stage1 = mx.distill_groups(pool, weights, 4, stage1_size - 4, 0.4, seed,
-                               sources=("msmarco-dev-small", "quora-train"))
-    stage1 += mx.beir_groups(data, "scifact", None, seed)
-    stage1 += mx.beir_groups(data, "nfcorpus", 800, seed)
+                               sources=tuple(SOURCES[s] for s in sources))
+    biomedical = mx.beir_groups(data, "scifact", None, seed) + mx.beir_groups(data, "nfcorpus", nfcorpus, seed)
+    stage1 += preserved(biomedical) if preserve else biomedical
     stage2 = mx.dl2021_groups(data, 12, 2.0, 12, seed)
     stage2 += mx.wikiqa_groups(pool, 12, seed)
     stage2 += mx.distill_groups(pool, weights, 4, 8, 0.4, seed + 1, limit=1000)
@@ -123,7 +152,8 @@ def pack(args: argparse.Namespace) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     table = TextTable()
-    stage1, stage2 = stage_groups(args.pool, args.data, args.stage1_size, args.seed)
+    stage1, stage2 = stage_groups(args.pool, args.data, args.stage1_size, args.stage1_sources, args.seed,
+                                  not args.no_preserve, args.nfcorpus_groups or None)
     evals = eval_sets(table)
     for name, groups in (("stage1", stage1), ("stage2", stage2)):
         with gzip.open(out / f"{name}.jsonl.gz", "wt", encoding="utf-8", compresslevel=9) as handle:
@@ -131,6 +161,10 @@ def pack(args: argparse.Namespace) -> None:
                 handle.write(json.dumps(table.group(g)) + "\n")
     write_gzip_json(out / "eval.json.gz", evals)
     write_gzip_json(out / "texts.json.gz", table.texts)
+    (out / "pack.json").write_text(json.dumps({"pool": str(args.pool), "stage1_size": args.stage1_size,
+                                               "stage1_sources": args.stage1_sources, "seed": args.seed,
+                                               "preserve": not args.no_preserve,
+                                               "nfcorpus_groups": args.nfcorpus_groups}))
     wheels = out / "wheels"
     if not args.no_wheels:
         wheels.mkdir(exist_ok=True)
@@ -210,7 +244,8 @@ def train(args: argparse.Namespace) -> None:
     texts, stages, evals = read_pack(args.pack, args.smoke, args.eval_queries)
     log = {"device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
            "torch": torch.__version__, "stage1_groups": len(stages["stage1"]),
-           "stage1_pairs": sum(len(g.documents) for g in stages["stage1"]), "stage2_groups": len(stages["stage2"])}
+           "stage1_pairs": sum(len(g.documents) for g in stages["stage1"]), "stage2_groups": len(stages["stage2"]),
+           "pack": json.loads((args.pack / "pack.json").read_text()) if (args.pack / "pack.json").is_file() else {}}
     dev = {k: v for k, v in evals.items() if k in ("trec-dl-2021/test", "nfcorpus/dev")}
     precision = "bf16" if args.device.startswith("cuda") else args.precision
     base = str(args.base)
@@ -250,17 +285,20 @@ def train(args: argparse.Namespace) -> None:
                                 "groups_per_batch": args.stage1_batch,
                                 "group_size": max(len(g.documents) for g in stages["stage1"])}}
     stage1_folder = work / "stage1" / f"epoch-{chosen['epoch']}"
-    trainer = Trainer(str(stage1_folder), work / "stage2", config(args.stage2_epochs, args.stage2_lr, 8),
-                      device=args.device)
     log["stage1"]["measured"] = measure(stage1_folder, texts, evals, args.device, eval_dtype)
     print(json.dumps({"stage1": log["stage1"]["measured"]}), flush=True)
-    start = time.perf_counter()
-    result = trainer.train(stages["stage2"])
-    log["stage2"] = {"seconds": round(time.perf_counter() - start, 1), "steps": result.steps,
-                     "measured": measure(work / "stage2" / "final", texts, evals, args.device, eval_dtype),
-                     "config": {"lr": args.stage2_lr, "epochs": args.stage2_epochs, "groups_per_batch": 8}}
-    print(json.dumps({"stage2": log["stage2"]["measured"]}), flush=True)
-    log["parts"] = ship_parts(work / "stage2" / "final", out)
+    final = stage1_folder
+    if args.stage2_epochs > 0:  # 0: a pilot of stage 1 alone
+        trainer = Trainer(str(stage1_folder), work / "stage2", config(args.stage2_epochs, args.stage2_lr, 8),
+                          device=args.device)
+        start = time.perf_counter()
+        result = trainer.train(stages["stage2"])
+        final = work / "stage2" / "final"
+        log["stage2"] = {"seconds": round(time.perf_counter() - start, 1), "steps": result.steps,
+                         "measured": measure(final, texts, evals, args.device, eval_dtype),
+                         "config": {"lr": args.stage2_lr, "epochs": args.stage2_epochs, "groups_per_batch": 8}}
+        print(json.dumps({"stage2": log["stage2"]["measured"]}), flush=True)
+    log["parts"] = ship_parts(final, out)
     (out / "results.json").write_text(json.dumps(log, indent=2))
     (out / "results.md").write_text(results_table(log))
     print(results_table(log), flush=True)
@@ -323,14 +361,20 @@ def ship_parts(folder: Path, out: Path) -> dict:
 
 def results_table(log: dict) -> str:
     names = list(log["v1"])
+    stage1 = log["stage1"]
+    stage2 = (f"Stage 2: {log['stage2_groups']} groups, {log['stage2']['seconds']} s." if "stage2" in log
+              else "No stage 2.")
     lines = [f"# Default reranker v2 on {log['device']} (torch {log['torch']})", "",
+             f"Pack: {json.dumps(log.get('pack', {}))}.", "",
              f"Stage 1: {log['stage1_groups']} groups, {log['stage1_pairs']} pairs per epoch, "
-             f"{log['stage1']['seconds']} s; chosen epoch {log['stage1']['chosen_epoch']} (rule: best DL 2021 with "
-             f"NFCorpus dev within 0.005 of v1). Stage 2: {log['stage2_groups']} groups, {log['stage2']['seconds']} s.",
+             f"{stage1['config']['groups_per_batch']} groups per step, lr {stage1['config']['lr']}, "
+             f"{stage1['config']['seconds_per_step']} s per step, {stage1['seconds']} s; chosen epoch "
+             f"{stage1['chosen_epoch']} (rule: best DL 2021 with NFCorpus dev within 0.005 of v1). {stage2}",
              "", "| nDCG@10, BM25 top-100, cross-encoder alone | " + " | ".join(names) + " |",
              "|---" * (len(names) + 1) + "|"]
-    for label, values in (("v1", log["v1"]), ("stage 1", log["stage1"]["measured"]),
-                          ("stage 2", log["stage2"]["measured"])):
+    rows = [("v1", log["v1"]), ("stage 1", stage1["measured"])]
+    rows += [("stage 2", log["stage2"]["measured"])] if "stage2" in log else []
+    for label, values in rows:
         lines.append(f"| {label} | " + " | ".join(f"{values[n]:.4f}" for n in names) + " |")
     lines += ["", "| stage 1 epoch | DL 2021 | NFCorpus dev | seconds |", "|---|---|---|---|"]
     for h in log["stage1"]["history"]:
@@ -364,7 +408,14 @@ def main() -> None:
     p.add_argument("--pool", type=Path, required=True)
     p.add_argument("--out", type=Path, default=ROOT / ".gpu-v2")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--stage1-size", type=int, default=30, help="candidates per stage-1 group (the pool has 30)")
+    p.add_argument("--stage1-size", type=int, default=12, help="candidates per stage-1 group: the teachers' top 4 "
+                   "and the rest sampled (the pool has 30; 12 as the CPU run that gained)")
+    p.add_argument("--stage1-sources", nargs="+", choices=sorted(SOURCES), default=["msmarco"],
+                   help="pseudo-queries of stage 1 (quora: only in a pool built with --quora-queries)")
+    p.add_argument("--no-preserve", action="store_true", help="SciFact/NFCorpus groups labelled by the judgments "
+                   "(as the CPU run), not by v1's own scores")
+    p.add_argument("--nfcorpus-groups", type=int, default=800,
+                   help="NFCorpus train groups in stage 1 (one per judged positive: 0, all of them, is ~100k)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-wheels", action="store_true")
     t = sub.add_parser("train", help="on the GPU: both stages, every measurement, the model in parts")
@@ -375,13 +426,13 @@ def main() -> None:
                    help="the starting cross-encoder (v1's)")
     t.add_argument("--device", default="cuda")
     t.add_argument("--precision", default="bf16", help="on the CPU (CUDA always trains in bf16)")
-    t.add_argument("--epochs", type=float, default=4, help="at most; fewer when the budget allows fewer")
+    t.add_argument("--epochs", type=float, default=6, help="at most; fewer when the budget allows fewer")
     t.add_argument("--lr", type=float, default=7e-5)
     t.add_argument("--stage1-batch", type=int, default=16, help="groups per step (x 30 candidates)")
     t.add_argument("--stage1-budget-s", type=float, default=300, help="stage 1 is sized (by a probe of 12 "
                    "steps) to end within about this many seconds")
     t.add_argument("--stage2-lr", type=float, default=2e-5)
-    t.add_argument("--stage2-epochs", type=float, default=1.0, help="less for a CPU pilot")
+    t.add_argument("--stage2-epochs", type=float, default=1.0, help="less for a CPU pilot; 0: no stage 2")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--eval-queries", type=int, default=None, help="a CPU pilot: the first N queries of each set")
     t.add_argument("--smoke", action="store_true", help="24 groups and 3 queries per set: checks the script")

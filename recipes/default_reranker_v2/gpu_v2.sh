@@ -2,8 +2,8 @@
 # Default reranker v2 on a GPU machine (device tool), in one call of about 10 minutes. The GPU machine's image
 # has torch, transformers, tokenizers, safetensors, typer and rich; crossrank runs from src/ without installing;
 # the metrics' two wheels travel in .gpu-v2/wheels. Here, first (needs ../shared and the teachers' pool):
-#   python recipes/default_reranker_v2/build_pool.py --teachers-dir ../runs/teachers --output ../runs/v2b/pool.jsonl
-#   python recipes/default_reranker_v2/gpu_v2.py pack --pool ../runs/v2b/pool.jsonl      # .gpu-v2, ~15 MB
+#   python recipes/default_reranker_v2/build_pool.py --teachers-dir ../runs/teachers --quora-queries 20000 --output ../runs/v2b/pool-quora.jsonl
+#   python recipes/default_reranker_v2/gpu_v2.py pack --pool ../runs/v2b/pool-quora.jsonl      # .gpu-v2, ~9 MB
 #   bash benchmarks/device_tree.sh slim       # fast_model does not travel: the tree must stay under 64 MiB
 # then run there, carrying .gpu-v2:   bash recipes/default_reranker_v2/gpu_v2.sh
 # and here, after:  bash benchmarks/device_tree.sh restore

@@ -148,6 +148,11 @@ def write_gzip_json(path: Path, obj) -> None:
         json.dump(obj, handle)
 
 
+def read_gzip_json(path: Path):
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
+
+
 def pack(args: argparse.Namespace) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -182,8 +187,7 @@ def pack(args: argparse.Namespace) -> None:
 def read_pack(folder: Path, smoke: bool, eval_queries: int | None = None):
     from crossrank.training.negatives import TrainingGroup
 
-    with gzip.open(folder / "texts.json.gz", "rt", encoding="utf-8") as handle:
-        texts = json.load(handle)
+    texts = read_gzip_json(folder / "texts.json.gz")
     stages = {}
     for name in ("stage1", "stage2"):
         with gzip.open(folder / f"{name}.jsonl.gz", "rt", encoding="utf-8") as handle:
@@ -192,8 +196,7 @@ def read_pack(folder: Path, smoke: bool, eval_queries: int | None = None):
             rows = rows[:24]
         stages[name] = [TrainingGroup(str(i), texts[r["q"]], [texts[d] for d in r["d"]],
                                       [float(x) for x in r["labels"]]) for i, r in enumerate(rows)]
-    with gzip.open(folder / "eval.json.gz", "rt", encoding="utf-8") as handle:
-        evals = json.load(handle)
+    evals = read_gzip_json(folder / "eval.json.gz")
     if smoke:
         evals = {k: {**v, "run": {q: docs[:10] for q, docs in list(v["run"].items())[:3]}} for k, v in evals.items()}
     elif eval_queries:  # a CPU pilot: the same first queries of each set at every stage
@@ -203,15 +206,14 @@ def read_pack(folder: Path, smoke: bool, eval_queries: int | None = None):
 
 def ndcg_of(score, texts: list[str], evalset: dict) -> float:
     """nDCG@10 (ir-measures, as crossrank eval) of reranking one set's BM25 top-100 with ``score``."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reranker_quality import to_run
+
     from crossrank.evaluation.metrics import evaluate
 
     lists = evalset["run"]
     pairs = [(texts[evalset["queries"][q]], texts[t]) for q, docs in lists.items() for _, t in docs]
-    scores = score(pairs)
-    run, offset = {}, 0
-    for q, docs in lists.items():
-        run[q] = {d: float(s) for (d, _), s in zip(docs, scores[offset:offset + len(docs)])}
-        offset += len(docs)
+    run = to_run({q: [d for d, _ in docs] for q, docs in lists.items()}, score(pairs))
     qrels = {q: {d: int(g) for d, g in docs.items()} for q, docs in evalset["qrels"].items() if q in run}
     return evaluate(qrels, run, ["ndcg@10"]).metrics["ndcg@10"]
 
@@ -300,8 +302,9 @@ def train(args: argparse.Namespace) -> None:
         print(json.dumps({"stage2": log["stage2"]["measured"]}), flush=True)
     log["parts"] = ship_parts(final, out)
     (out / "results.json").write_text(json.dumps(log, indent=2))
-    (out / "results.md").write_text(results_table(log))
-    print(results_table(log), flush=True)
+    table = results_table(log)
+    (out / "results.md").write_text(table)
+    print(table, flush=True)
 
 
 class OutOfTime(Exception):
